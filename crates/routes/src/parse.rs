@@ -1,0 +1,159 @@
+//! Text → [`RawFile`]: YAML with positions, then serde per route.
+//!
+//! Each route is deserialized on its own so that `check` can report the
+//! errors of every route at once instead of stopping at the first.
+
+use marked_yaml::{from_node, FromNodeError, LoadError, LoaderOptions, Node, Span};
+
+use crate::error::{ConfigError, Location, Problem, RouteLabel};
+use crate::schema::{RawFile, RawHeader, RawRoute};
+
+/// Parses the text of a routes file. On failure returns every problem found.
+pub fn parse(text: &str) -> Result<RawFile, Vec<ConfigError>> {
+    match parse_lenient(text) {
+        (Some(raw), errors) if errors.is_empty() => Ok(raw),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// Parses as much as it can: the routes that read cleanly, plus the errors
+/// of those that did not, so compiling can go on to find further errors in
+/// the good ones. `None` when the file as a whole is unreadable.
+pub(crate) fn parse_lenient(text: &str) -> (Option<RawFile>, Vec<ConfigError>) {
+    match parse_inner(text) {
+        Ok(pair) => pair,
+        Err(errors) => (None, errors),
+    }
+}
+
+fn parse_inner(text: &str) -> Result<(Option<RawFile>, Vec<ConfigError>), Vec<ConfigError>> {
+    if is_blank(text) {
+        return Err(vec![ConfigError {
+            location: None,
+            route: None,
+            problem: Problem::Empty,
+        }]);
+    }
+    // A repeated key (a second `path:` in one route) would otherwise let the
+    // last one win silently.
+    let options = LoaderOptions::default().error_on_duplicate_keys(true);
+    let node =
+        marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| vec![load_error(&e)])?;
+
+    let mut errors = Vec::new();
+    let header = match from_node::<RawHeader>(&node) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            errors.push(schema_error(&e, &node, None));
+            None
+        }
+    };
+
+    let mut routes = Vec::new();
+    match node.as_mapping().and_then(|m| m.get_node("routes")) {
+        // A missing key is reported by the header.
+        None => {}
+        Some(Node::Sequence(seq)) => {
+            for (i, item) in seq.iter().enumerate() {
+                match from_node::<RawRoute>(item) {
+                    Ok(r) => routes.push((i + 1, r)),
+                    Err(e) => {
+                        let label = RouteLabel {
+                            index: i + 1,
+                            path: item
+                                .as_mapping()
+                                .and_then(|m| m.get_scalar("path"))
+                                .map(|s| s.as_str().to_owned()),
+                        };
+                        errors.push(schema_error(&e, item, Some(label)));
+                    }
+                }
+            }
+        }
+        Some(other) => errors.push(ConfigError {
+            location: start(other.span()),
+            route: None,
+            problem: Problem::Schema(
+                "`routes` must be a list of routes (`routes: []` for none)".into(),
+            ),
+        }),
+    }
+
+    let raw = header.map(|h| RawFile {
+        version: h.version,
+        routes,
+    });
+    Ok((raw, errors))
+}
+
+/// True when the text holds nothing but blank lines and comments.
+fn is_blank(text: &str) -> bool {
+    text.lines().all(|l| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#') || l == "---" || l == "..."
+    })
+}
+
+pub(crate) fn start(span: &Span) -> Option<Location> {
+    span.start().map(Location::from)
+}
+
+fn load_error(e: &LoadError) -> ConfigError {
+    let (marker, message) = match e {
+        LoadError::TopLevelMustBeMapping(m) => (
+            Some(m),
+            "the top level must be a mapping with a `routes` key".to_owned(),
+        ),
+        LoadError::TopLevelMustBeSequence(m) => (Some(m), "unexpected top-level list".to_owned()),
+        LoadError::UnexpectedAnchor(m) => {
+            (Some(m), "anchors and aliases are not supported".to_owned())
+        }
+        LoadError::MappingKeyMustBeScalar(m) => (Some(m), "keys must be plain strings".to_owned()),
+        LoadError::UnexpectedTag(m) => (Some(m), "YAML tags are not supported".to_owned()),
+        LoadError::ScanError(m, se) => (Some(m), se.info().to_owned()),
+        LoadError::DuplicateKey(inner) => {
+            let first = inner.prev_key.span().start().map(|m| m.line()).unwrap_or(0);
+            (
+                inner.key.span().start(),
+                format!(
+                    "key `{}` appears twice in one mapping (first at line {first})",
+                    inner.key.as_str()
+                ),
+            )
+        }
+    };
+    ConfigError {
+        location: marker.map(Location::from),
+        route: None,
+        problem: Problem::Yaml(message),
+    }
+}
+
+fn schema_error(e: &FromNodeError, node: &Node, route: Option<RouteLabel>) -> ConfigError {
+    // Point at the offending key itself, not at the mapping that holds it.
+    let key_location = match &**e {
+        marked_yaml::Error::UnknownFieldError(field, _, _) => node
+            .as_mapping()
+            .and_then(|m| m.keys().find(|k| k.as_str() == field))
+            .and_then(|k| start(k.span())),
+        _ => None,
+    };
+    let location = key_location
+        .or_else(|| e.start_mark().as_ref().map(Location::from))
+        .or_else(|| start(node.span()));
+    ConfigError {
+        location,
+        route,
+        problem: Problem::Schema(schema_message(&e.to_string())),
+    }
+}
+
+/// serde's texts start with a capital and quote with backticks; keep them,
+/// minus the capital, so every message reads the same way.
+fn schema_message(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,192 @@
+//! The compiled, immutable routing table and its matcher.
+//!
+//! Matching walks a trie of path segments, so its cost grows with the
+//! number of segments in the request path, not the number of routes.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::values::Upstream;
+
+/// Default `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `read_timeout`.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One validated route. Everything a request needs is resolved already,
+/// except DNS names, which are resolved per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Position in the table (and in the file), from 0.
+    pub index: usize,
+    /// Canonical prefix: `/` or `/a/b`, never a trailing `/`.
+    pub path: String,
+    /// Lowercased host this route is limited to, if any.
+    pub host: Option<String>,
+    /// Servers, used round robin; never empty.
+    pub upstreams: Vec<Upstream>,
+    /// Whether the prefix is removed before forwarding.
+    pub strip_prefix: bool,
+    /// Time allowed to connect to one upstream.
+    pub connect_timeout: Duration,
+    /// Time allowed for each read from the upstream.
+    pub read_timeout: Duration,
+    /// Line of the route in its file.
+    pub line: usize,
+}
+
+impl Route {
+    /// The path the upstream receives for a request path this route matched.
+    ///
+    /// `path` must be the normalized path that matched (without query).
+    /// With `strip_prefix`, `/app2/x` becomes `/x` and `/app2` becomes `/`.
+    pub fn upstream_path<'a>(&self, path: &'a str) -> &'a str {
+        if !self.strip_prefix || self.path == "/" {
+            return path;
+        }
+        match path.get(self.path.len()..) {
+            Some("") | None => "/",
+            Some(rest) => rest,
+        }
+    }
+
+    /// `host path` or `path`: how this route is named in logs and errors.
+    pub fn key(&self) -> String {
+        match &self.host {
+            Some(h) => format!("{h}{}", self.path),
+            None => self.path.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Node {
+    children: HashMap<Box<str>, usize>,
+    /// Route with this prefix and no `host`.
+    any_host: Option<usize>,
+    /// Routes with this prefix and a `host`, keyed by lowercase host.
+    by_host: HashMap<Box<str>, usize>,
+}
+
+/// An immutable routing table. Build one with [`crate::compile`] or
+/// [`crate::load`].
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    routes: Vec<Route>,
+    nodes: Vec<Node>,
+    has_host_routes: bool,
+}
+
+impl Table {
+    /// A table with no routes: every request is unmatched.
+    pub fn empty() -> Self {
+        Self::from_routes(Vec::new())
+    }
+
+    /// Builds the matcher. Callers guarantee unique `(host, path)` pairs.
+    pub(crate) fn from_routes(routes: Vec<Route>) -> Self {
+        let mut nodes = vec![Node::default()];
+        let mut has_host_routes = false;
+        for route in &routes {
+            let mut at = 0;
+            if route.path != "/" {
+                for seg in route.path[1..].split('/') {
+                    at = match nodes[at].children.get(seg) {
+                        Some(&next) => next,
+                        None => {
+                            nodes.push(Node::default());
+                            let next = nodes.len() - 1;
+                            nodes[at].children.insert(seg.into(), next);
+                            next
+                        }
+                    };
+                }
+            }
+            match &route.host {
+                Some(h) => {
+                    has_host_routes = true;
+                    nodes[at].by_host.insert(h.as_str().into(), route.index);
+                }
+                None => nodes[at].any_host = Some(route.index),
+            }
+        }
+        Table {
+            routes,
+            nodes,
+            has_host_routes,
+        }
+    }
+
+    /// The routes in file order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Whether the table has no routes.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The route at `index`.
+    pub fn route(&self, index: usize) -> Option<&Route> {
+        self.routes.get(index)
+    }
+
+    /// Finds the route for a request.
+    ///
+    /// `host` is the request's `Host` as received (any case, maybe with a
+    /// port); `path` is the normalized path without the query. The longest
+    /// prefix wins, matching whole segments; at equal length a route for
+    /// this host beats a route for any host.
+    pub fn lookup(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+        let host = match host {
+            Some(h) if self.has_host_routes => Some(host_key(h)),
+            _ => None,
+        };
+        let host = host.as_deref();
+        let pick = |node: &Node| {
+            host.and_then(|h| node.by_host.get(h).copied())
+                .or(node.any_host)
+        };
+        let mut at = 0;
+        let mut best = pick(&self.nodes[0]);
+        let rest = path.strip_prefix('/').unwrap_or(path);
+        for seg in rest.split('/') {
+            match self.nodes[at].children.get(seg) {
+                Some(&next) => at = next,
+                None => break,
+            }
+            if let Some(found) = pick(&self.nodes[at]) {
+                best = Some(found);
+            }
+        }
+        best.and_then(|i| self.routes.get(i))
+    }
+}
+
+/// The `Host` header reduced to what routes compare: no port, lowercase.
+/// Allocates only when the host has uppercase letters.
+pub fn host_key(host: &str) -> Cow<'_, str> {
+    let bare = if host.starts_with('[') {
+        match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        }
+    };
+    if bare.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(bare.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(bare)
+    }
+}

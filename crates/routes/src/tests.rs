@@ -1,0 +1,301 @@
+//! Matching rules and file checks, one test per rule; each doc comment
+//! states the rule it pins down.
+
+use crate::{load, Table};
+
+fn table(yaml: &str) -> Table {
+    match load("t.yaml", yaml) {
+        Ok(t) => t,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn matched<'a>(t: &'a Table, host: Option<&str>, path: &str) -> Option<&'a str> {
+    t.lookup(host, path).map(|r| r.path.as_str())
+}
+
+fn upstream_of(t: &Table, host: Option<&str>, path: &str) -> Option<String> {
+    t.lookup(host, path).map(|r| r.upstreams[0].to_string())
+}
+
+const APPS: &str = "
+routes:
+  - path: /app1
+    upstream: 127.0.0.1:3001
+  - path: /app1/api
+    upstream: 127.0.0.1:3002
+  - path: /app2/
+    upstream: 127.0.0.1:3003
+";
+
+/// A prefix matches the path itself, the path with a trailing slash, and
+/// anything below it.
+#[test]
+fn prefix_matches_itself_and_below() {
+    let t = table(APPS);
+    for p in ["/app1", "/app1/", "/app1/x", "/app1/x/y.js"] {
+        assert_eq!(matched(&t, None, p), Some("/app1"), "{p}");
+    }
+}
+
+/// Prefixes match whole segments: `/app1` never matches `/app10` or
+/// `/app1x`.
+#[test]
+fn prefix_matches_whole_segments_only() {
+    let t = table(APPS);
+    for p in ["/app10", "/app1x", "/app", "/ap"] {
+        assert_eq!(matched(&t, None, p), None, "{p}");
+    }
+}
+
+/// `path: /app2/` means the same as `/app2`.
+#[test]
+fn trailing_slash_in_route_path_is_ignored() {
+    let t = table(APPS);
+    assert_eq!(matched(&t, None, "/app2"), Some("/app2"));
+    assert_eq!(matched(&t, None, "/app2/z"), Some("/app2"));
+    assert_eq!(t.routes()[2].path, "/app2");
+}
+
+/// The longest matching prefix wins, whatever the order in the file.
+#[test]
+fn longest_prefix_wins() {
+    let t = table(APPS);
+    assert_eq!(matched(&t, None, "/app1/api"), Some("/app1/api"));
+    assert_eq!(matched(&t, None, "/app1/api/v1"), Some("/app1/api"));
+    assert_eq!(matched(&t, None, "/app1/apix"), Some("/app1"));
+    let reversed = table(
+        "routes:\n  - {path: /a/b, upstream: '127.0.0.1:2'}\n  - {path: /a, upstream: '127.0.0.1:1'}\n",
+    );
+    assert_eq!(matched(&reversed, None, "/a/b/c"), Some("/a/b"));
+}
+
+/// `/` matches every path, and loses to any longer prefix.
+#[test]
+fn root_matches_everything() {
+    let t = table("routes:\n  - {path: /, upstream: '127.0.0.1:1'}\n  - {path: /a, upstream: '127.0.0.1:2'}\n");
+    assert_eq!(upstream_of(&t, None, "/"), Some("127.0.0.1:1".into()));
+    assert_eq!(upstream_of(&t, None, "/zzz/y"), Some("127.0.0.1:1".into()));
+    assert_eq!(upstream_of(&t, None, "/a/x"), Some("127.0.0.1:2".into()));
+}
+
+const HOSTS: &str = "
+routes:
+  - path: /app
+    upstream: 127.0.0.1:1
+  - path: /app
+    host: dev.example.com
+    upstream: 127.0.0.1:2
+  - path: /app/deep
+    upstream: 127.0.0.1:3
+";
+
+/// At equal length, a route with a matching `host` beats one without.
+#[test]
+fn host_route_beats_hostless_at_equal_length() {
+    let t = table(HOSTS);
+    assert_eq!(
+        upstream_of(&t, Some("dev.example.com"), "/app/x"),
+        Some("127.0.0.1:2".into())
+    );
+    assert_eq!(
+        upstream_of(&t, Some("other.example.com"), "/app/x"),
+        Some("127.0.0.1:1".into())
+    );
+    assert_eq!(upstream_of(&t, None, "/app/x"), Some("127.0.0.1:1".into()));
+}
+
+/// Length comes first: a longer host-less prefix beats a shorter one with a
+/// matching host.
+#[test]
+fn longer_prefix_beats_host_match() {
+    let t = table(HOSTS);
+    assert_eq!(
+        upstream_of(&t, Some("dev.example.com"), "/app/deep/x"),
+        Some("127.0.0.1:3".into())
+    );
+}
+
+/// Host matching ignores case and the port of the `Host` header.
+#[test]
+fn host_match_ignores_case_and_port() {
+    let t = table(HOSTS);
+    for h in [
+        "DEV.Example.com",
+        "dev.example.com:8080",
+        "Dev.Example.Com:80",
+    ] {
+        assert_eq!(
+            upstream_of(&t, Some(h), "/app"),
+            Some("127.0.0.1:2".into()),
+            "{h}"
+        );
+    }
+}
+
+/// A route with a `host` never matches a request for another host.
+#[test]
+fn host_route_alone_does_not_match_other_hosts() {
+    let t = table("routes:\n  - {path: /a, host: x.test, upstream: '127.0.0.1:1'}\n");
+    assert!(t.lookup(Some("y.test"), "/a").is_none());
+    assert!(t.lookup(None, "/a").is_none());
+    assert!(t.lookup(Some("x.test"), "/a").is_some());
+}
+
+/// Matching is byte-exact and case-sensitive on the path.
+#[test]
+fn path_matching_is_case_sensitive() {
+    let t = table(APPS);
+    assert_eq!(matched(&t, None, "/APP1"), None);
+}
+
+/// `strip_prefix` removes the matched prefix; the bare prefix becomes `/`.
+#[test]
+fn strip_prefix_rewrites_the_path() {
+    let t = table("routes:\n  - {path: /app2, upstream: '127.0.0.1:1', strip_prefix: true}\n  - {path: /keep, upstream: '127.0.0.1:1'}\n");
+    let r = t.lookup(None, "/app2/x/y").unwrap();
+    assert_eq!(r.upstream_path("/app2/x/y"), "/x/y");
+    assert_eq!(r.upstream_path("/app2"), "/");
+    assert_eq!(r.upstream_path("/app2/"), "/");
+    let k = t.lookup(None, "/keep/x").unwrap();
+    assert_eq!(k.upstream_path("/keep/x"), "/keep/x");
+}
+
+/// `routes: []` is a valid table with no routes.
+#[test]
+fn empty_route_list_is_valid() {
+    let t = table("routes: []\n");
+    assert!(t.is_empty());
+    assert!(t.lookup(None, "/").is_none());
+}
+
+/// Defaults: connect 5 s, read 60 s, no strip, any host; explicit values win.
+#[test]
+fn defaults_and_explicit_values() {
+    let t = table("version: 1\nroutes:\n  - path: /a\n    upstream: [127.0.0.1:1, 'svc.ns:80']\n    connect_timeout: 500ms\n    read_timeout: 1m\n  - path: /b\n    upstream: 127.0.0.1:2\n");
+    let a = &t.routes()[0];
+    assert_eq!(a.connect_timeout.as_millis(), 500);
+    assert_eq!(a.read_timeout.as_secs(), 60);
+    assert_eq!(a.upstreams.len(), 2);
+    assert_eq!(a.line, 3);
+    let b = &t.routes()[1];
+    assert_eq!(b.connect_timeout.as_secs(), 5);
+    assert_eq!(b.read_timeout.as_secs(), 60);
+    assert!(!b.strip_prefix && b.host.is_none());
+}
+
+fn errors(yaml: &str) -> Vec<String> {
+    match load("r.yaml", yaml) {
+        Ok(_) => panic!("expected errors for:\n{yaml}"),
+        Err(e) => e.to_string().lines().map(str::to_owned).collect(),
+    }
+}
+
+/// An unknown key is an error with its line, column and route.
+#[test]
+fn unknown_key_is_reported_with_position_and_route() {
+    let e = errors("routes:\n  - path: /app1\n    upstrem: 127.0.0.1:1\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("r.yaml:3:"), "{e:?}");
+    assert!(e[0].contains("route #1 (/app1)"), "{e:?}");
+    assert!(e[0].contains("upstrem"), "{e:?}");
+    let top = errors("routes: []\nroute: []\n");
+    assert!(
+        top[0].starts_with("r.yaml:2:") && top[0].contains("route"),
+        "{top:?}"
+    );
+}
+
+/// Every error in the file is reported at once, in file order.
+#[test]
+fn all_errors_are_reported_at_once() {
+    let e = errors(
+        "routes:
+  - path: /a
+    upstream: nope
+  - path: /health
+    upstream: 127.0.0.1:1
+  - path: /b
+    upstream: 127.0.0.1:1
+    read_timeout: soon
+  - path: /b
+    upstream: 127.0.0.1:1
+  - path: /c
+    colour: blue
+",
+    );
+    assert_eq!(e.len(), 5, "{e:#?}");
+    assert!(
+        e[0].starts_with("r.yaml:3:15: route #1 (/a): invalid upstream \"nope\""),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("r.yaml:4:11: route #2 (/health)") && e[1].contains("reserved"),
+        "{e:?}"
+    );
+    assert!(
+        e[2].starts_with("r.yaml:8:") && e[2].contains("read_timeout"),
+        "{e:?}"
+    );
+    assert!(
+        e[3].starts_with("r.yaml:9:")
+            && e[3].contains("duplicate route /b")
+            && e[3].contains("line 6"),
+        "{e:?}"
+    );
+    assert!(
+        e[4].contains("route #5 (/c)") && e[4].contains("colour"),
+        "{e:?}"
+    );
+}
+
+/// Duplicates are judged on `(host, path)` after canonicalization; the same
+/// path for two hosts is fine.
+#[test]
+fn duplicates_compare_host_and_canonical_path() {
+    let e = errors("routes:\n  - {path: /a/, upstream: '127.0.0.1:1'}\n  - {path: /a, upstream: '127.0.0.1:1'}\n");
+    assert!(e[0].contains("duplicate"), "{e:?}");
+    let e = errors("routes:\n  - {path: /a, host: X.test, upstream: '127.0.0.1:1'}\n  - {path: /a, host: x.TEST, upstream: '127.0.0.1:1'}\n");
+    assert!(e[0].contains("duplicate route x.test/a"), "{e:?}");
+    table("routes:\n  - {path: /a, host: x.test, upstream: '127.0.0.1:1'}\n  - {path: /a, host: y.test, upstream: '127.0.0.1:1'}\n  - {path: /a, upstream: '127.0.0.1:1'}\n");
+}
+
+/// Files that are not routes files at all are rejected with a reason.
+#[test]
+fn whole_file_problems() {
+    for (yaml, want) in [
+        ("", "empty"),
+        ("# only a comment\n\n", "empty"),
+        ("routes: [\n", "not valid YAML"),
+        ("- a\n- b\n", "top level"),
+        ("version: 1\n", "routes"),
+        ("routes: 5\n", "must be a list"),
+        ("version: 2\nroutes: []\n", "unsupported version 2"),
+        (
+            "routes:\n  - path: /a\n    path: /b\n    upstream: 127.0.0.1:1\n",
+            "appears twice",
+        ),
+        ("routes:\n  - path: /a\n", "upstream"),
+        ("routes:\n  - path: /a\n    upstream: []\n", "list is empty"),
+        ("routes:\n  - path: /a\n    upstream: {x: 1}\n", "host:port"),
+        (
+            "routes:\n  - path: a\n    upstream: 127.0.0.1:1\n",
+            "start with '/'",
+        ),
+        (
+            "routes:\n  - path: /a\n    host: a.test:80\n    upstream: 127.0.0.1:1\n",
+            "without a port",
+        ),
+    ] {
+        let e = errors(yaml);
+        assert!(e.iter().any(|l| l.contains(want)), "{yaml:?}: {e:?}");
+        assert!(e.iter().all(|l| l.starts_with("r.yaml:")), "{e:?}");
+    }
+}
+
+/// DNS names are kept as names: compiling never resolves them.
+#[test]
+fn dns_names_are_not_resolved_at_compile_time() {
+    let t = table("routes:\n  - {path: /a, upstream: 'no-such-host.invalid:80'}\n");
+    assert_eq!(t.routes()[0].upstreams[0].socket_addr(), None);
+}
