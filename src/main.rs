@@ -1,1 +1,171 @@
-fn main(){}
+//! `switchyard`: the command line. Parses arguments, sets up logging, and
+//! hands off to the server or routes crate; `run` returns the exit code.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use switchyard_server::{ServeConfig, ServeError};
+
+/// A hot-reloading path-prefix reverse proxy, built on Pingora.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve(ServeArgs),
+    /// Validate a routes file exactly as a reload would (exit 0 valid, 1 invalid, 2 unreadable).
+    Check {
+        /// The routes file.
+        path: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The routes file (mount the ConfigMap's directory, not a subPath).
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    config: PathBuf,
+    /// Address of the proxy listener.
+    #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Address of the admin listener (/health, /ready, /metrics, /routes, /reload).
+    #[arg(
+        long,
+        env = "SWITCHYARD_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9901"
+    )]
+    admin_listen: SocketAddr,
+    /// Proxy worker threads [default: available cores].
+    #[arg(long, env = "SWITCHYARD_THREADS")]
+    threads: Option<usize>,
+    /// Log line format.
+    #[arg(
+        long,
+        env = "SWITCHYARD_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    /// One log line per proxied request.
+    #[arg(long, env = "SWITCHYARD_ACCESS_LOG", value_enum, default_value = "on")]
+    access_log: OnOff,
+    /// Seconds between checks of the file's hash, backing up the watcher.
+    #[arg(long, env = "SWITCHYARD_POLL_INTERVAL", default_value_t = 10)]
+    poll_interval: u64,
+    /// Proxies whose X-Forwarded-* headers are trusted (CIDR, comma-separated).
+    #[arg(long, env = "SWITCHYARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<String>,
+    /// Seconds to keep serving after SIGTERM while readiness reports 503.
+    #[arg(long, env = "SWITCHYARD_DRAIN_DELAY", default_value_t = 5.0)]
+    drain_delay: f64,
+    /// Seconds in-flight requests get to finish once the listeners close.
+    #[arg(long, env = "SWITCHYARD_DRAIN_TIMEOUT", default_value_t = 20.0)]
+    drain_timeout: f64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ExitCode::from(run(cli))
+}
+
+fn run(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Check { path } => check(&path),
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn check(path: &std::path::Path) -> u8 {
+    match switchyard_server::load_file(path) {
+        Ok((table, _)) => {
+            println!("{}: ok, {} routes", path.display(), table.len());
+            0
+        }
+        Err(ServeError::Invalid(errors)) => {
+            eprintln!("{errors}");
+            let n = errors.errors.len();
+            eprintln!(
+                "{}: {n} error{}",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            );
+            1
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            2
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> u8 {
+    init_logging(args.log_format);
+    let seconds = |s: f64| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::ZERO);
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let cfg = ServeConfig {
+        config_path: args.config,
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        threads,
+        drain_delay: seconds(args.drain_delay),
+        drain_timeout: seconds(args.drain_timeout),
+    };
+    match switchyard_server::serve(cfg) {
+        Ok(()) => 0,
+        Err(ServeError::Invalid(errors)) => {
+            for line in errors.to_string().lines() {
+                tracing::error!("{line}");
+            }
+            eprintln!("{errors}");
+            1
+        }
+        Err(e @ ServeError::Unreadable { .. }) => {
+            tracing::error!("{e}");
+            2
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            3
+        }
+    }
+}
+
+/// Logs go to stderr through tracing; Pingora's `log` records are bridged
+/// by tracing-subscriber's `tracing-log` feature. `RUST_LOG` filters.
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("switchyard: logging not initialised: {e}");
+    }
+}

@@ -1,1 +1,157 @@
-//! x
+//! The Switchyard server: the proxy on `--listen` and the admin endpoints
+//! on `--admin-listen`, both on Pingora, sharing one swappable routing
+//! snapshot ([`state::SharedSnapshot`]) and one [`state::Lifecycle`].
+//!
+//! [`serve`] is the whole life of a `switchyard serve` process: load the
+//! file, bind, run until a signal, drain, return.
+
+pub mod admin;
+pub mod proxy;
+mod respond;
+mod shutdown;
+pub mod state;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use pingora_core::apps::http_app::HttpServer;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::{RunArgs, Server};
+use pingora_core::services::listening::Service;
+use switchyard_routes::ConfigErrors;
+
+use crate::state::{Lifecycle, Snapshot};
+
+/// Everything `switchyard serve` needs, already parsed by the CLI.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The routes file.
+    pub config_path: PathBuf,
+    /// Main listener.
+    pub listen: SocketAddr,
+    /// Admin listener.
+    pub admin_listen: SocketAddr,
+    /// Worker threads for the proxy.
+    pub threads: usize,
+    /// After SIGTERM, how long to keep serving with readiness at 503.
+    pub drain_delay: Duration,
+    /// After the listeners close, how long in-flight requests may take.
+    pub drain_timeout: Duration,
+}
+
+/// Why `serve` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The routes file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Unreadable {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The routes file is invalid.
+    #[error("{0}")]
+    Invalid(ConfigErrors),
+    /// A listener address cannot be bound.
+    #[error("cannot listen on {addr} ({which}): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// `--listen` or `--admin-listen`.
+        which: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Both listeners on one address.
+    #[error("--listen and --admin-listen are both {0}; they must differ")]
+    SameAddress(SocketAddr),
+}
+
+/// Reads and compiles the routes file, as `check` and every reload do.
+pub fn load_file(
+    path: &std::path::Path,
+) -> Result<(switchyard_routes::Table, Vec<u8>), ServeError> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| ServeError::Unreadable {
+        path: shown.clone(),
+        source,
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
+    let table = switchyard_routes::load(&shown, &text).map_err(ServeError::Invalid)?;
+    Ok((table, bytes))
+}
+
+/// Pingora retries a busy port for ~30 s and then panics inside a service
+/// thread while the process lives on; binding here first turns that into
+/// an immediate, clear error. The probe socket is closed before Pingora
+/// binds (a listening socket leaves no TIME_WAIT behind).
+fn check_bind(addr: SocketAddr, which: &'static str) -> Result<(), ServeError> {
+    TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|source| ServeError::Bind {
+            addr,
+            which,
+            source,
+        })
+}
+
+/// Runs the proxy until shutdown. Returns once the process has drained.
+/// Must not be called inside a tokio runtime: Pingora builds its own.
+pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
+    let (table, bytes) = load_file(&cfg.config_path)?;
+    if cfg.listen == cfg.admin_listen {
+        return Err(ServeError::SameAddress(cfg.listen));
+    }
+    check_bind(cfg.listen, "--listen")?;
+    check_bind(cfg.admin_listen, "--admin-listen")?;
+
+    let route_count = table.len();
+    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(table, &bytes, 1)));
+    let lifecycle = Arc::new(Lifecycle::default());
+
+    let conf = ServerConf {
+        threads: cfg.threads.max(1),
+        // Pingora's stock SIGTERM path sleeps this long unconditionally; the
+        // drain watcher in `shutdown` exits as soon as requests finish.
+        grace_period_seconds: Some(cfg.drain_timeout.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let router = proxy::Router::new(Arc::clone(&snapshot), Arc::clone(&lifecycle));
+    let mut proxy_service =
+        pingora_proxy::http_proxy_service_with_name(&server.configuration, router, "proxy");
+    proxy_service.add_tcp(&cfg.listen.to_string());
+
+    let mut admin_service = Service::new(
+        "admin".to_owned(),
+        HttpServer::new_app(admin::Admin::new(Arc::clone(&lifecycle))),
+    );
+    admin_service.add_tcp(&cfg.admin_listen.to_string());
+    admin_service.threads = Some(1);
+
+    server.add_service(proxy_service);
+    server.add_service(admin_service);
+
+    tracing::info!(
+        config = %cfg.config_path.display(),
+        routes = route_count,
+        listen = %cfg.listen,
+        admin = %cfg.admin_listen,
+        threads = cfg.threads,
+        "switchyard started"
+    );
+
+    let phases = server.watch_execution_phase();
+    shutdown::exit_when_drained(phases, Arc::clone(&lifecycle), cfg.drain_timeout);
+    server.run(RunArgs {
+        shutdown_signal: Box::new(shutdown::Signals::new(lifecycle, cfg.drain_delay)),
+    });
+    Ok(())
+}

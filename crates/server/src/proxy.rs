@@ -1,0 +1,325 @@
+//! The main listener: match a request against the snapshot it arrived
+//! under, forward it, and answer for ourselves when there is nothing to
+//! forward to.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::RequestHeader;
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use switchyard_routes::{normalize_path, PathError, Route};
+
+use crate::respond;
+use crate::state::{peer_for, InFlight, Lifecycle, SharedSnapshot, Snapshot, Target};
+
+/// The `ProxyHttp` implementation behind `--listen`.
+pub struct Router {
+    snapshot: SharedSnapshot,
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl Router {
+    /// A router serving whatever table `snapshot` holds at each request.
+    pub fn new(snapshot: SharedSnapshot, lifecycle: Arc<Lifecycle>) -> Self {
+        Router {
+            snapshot,
+            lifecycle,
+        }
+    }
+}
+
+/// Per-request state. The snapshot is taken once, when the request arrives,
+/// and kept for the request's whole life, retries and upgraded streams
+/// included, so a reload never changes a request half-way.
+pub struct RequestCtx {
+    snapshot: Option<Arc<Snapshot>>,
+    route: Option<usize>,
+    /// Upstream index the first attempt used.
+    first: usize,
+    /// Upstreams tried so far.
+    attempts: usize,
+    /// Address of the upstream chosen by the latest attempt.
+    upstream_addr: Option<SocketAddr>,
+    _in_flight: InFlight,
+}
+
+impl RequestCtx {
+    fn route(&self) -> Option<(&Route, &Snapshot)> {
+        let snap = self.snapshot.as_deref()?;
+        Some((snap.table.route(self.route?)?, snap))
+    }
+}
+
+const X_REAL_IP: &str = "x-real-ip";
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+
+#[async_trait]
+impl ProxyHttp for Router {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            snapshot: None,
+            route: None,
+            first: 0,
+            attempts: 0,
+            upstream_addr: None,
+            _in_flight: self.lifecycle.track(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let path = session.req_header().uri.path();
+        let normalized = match normalize_path(path) {
+            Ok(p) => p,
+            Err(PathError::EscapesRoot | PathError::NotAbsolute) => {
+                let body = format!("400 bad request: path {path:?} climbs above the root\n");
+                respond::text(session, 400, body).await?;
+                return Ok(true);
+            }
+        };
+        if normalized == "/health" {
+            let (status, body) = if self.lifecycle.is_draining() {
+                (503, "draining\n")
+            } else {
+                (200, "ok\n")
+            };
+            respond::text(session, status, body.to_owned()).await?;
+            return Ok(true);
+        }
+
+        let snapshot = self.snapshot.load_full();
+        let host = request_host(session.req_header());
+        let Some(route) = snapshot.table.lookup(host, &normalized) else {
+            let body = format!("404 not found: no route for {normalized}\n");
+            respond::text(session, 404, body).await?;
+            return Ok(true);
+        };
+
+        let forward = route.upstream_path(&normalized);
+        // An absolute-form target (`GET http://host/x`) is sent on in origin
+        // form, like every other request.
+        if forward != path || session.req_header().uri.authority().is_some() {
+            let new_uri = rewrite_path(session.req_header(), forward)?;
+            session.req_header_mut().set_uri(new_uri);
+        }
+        ctx.route = Some(route.index);
+        ctx.snapshot = Some(snapshot);
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let snapshot = ctx.snapshot.clone();
+        let (route, runtime) = match (&snapshot, ctx.route) {
+            (Some(s), Some(i)) => match (s.table.route(i), s.runtime.get(i)) {
+                (Some(r), Some(rt)) => (r, rt),
+                _ => {
+                    return Error::e_explain(
+                        ErrorType::InternalError,
+                        "route vanished from its snapshot",
+                    )
+                }
+            },
+            _ => {
+                return Error::e_explain(ErrorType::InternalError, "upstream_peer without a route")
+            }
+        };
+        let n = runtime.targets.len();
+        if ctx.attempts == 0 {
+            ctx.first = runtime.next_start();
+        }
+        let mut last_err = None;
+        // Try each remaining upstream in turn; a DNS name that does not
+        // resolve counts as a failed connection and moves on to the next.
+        while ctx.attempts < n {
+            let index = (ctx.first + ctx.attempts) % n;
+            ctx.attempts += 1;
+            let peer = match &runtime.targets[index] {
+                Target::Ready(peer) => peer.clone(),
+                Target::Name { host, port } => match resolve(host, *port).await {
+                    Ok(addr) => Box::new(peer_for(route, addr)),
+                    Err(e) => {
+                        last_err = Some(e);
+                        continue;
+                    }
+                },
+            };
+            ctx.upstream_addr = peer._address.as_inet().copied();
+            return Ok(peer);
+        }
+        Err(last_err.unwrap_or_else(|| {
+            let mut e = Error::explain(ErrorType::ConnectError, "no upstream left to try");
+            e.esource = ErrorSource::Upstream;
+            e
+        }))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // A server that refuses (or cannot be reached) is skipped for the
+        // next one; the request fails only when every upstream has failed.
+        let remaining = ctx
+            .snapshot
+            .as_ref()
+            .zip(ctx.route)
+            .and_then(|(s, i)| s.runtime.get(i))
+            .is_some_and(|rt| ctx.attempts < rt.targets.len());
+        if remaining {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        if let Some(ip) = client_ip {
+            let ip = canonical_ip(ip).to_string();
+            let xff = match upstream.headers.get(X_FORWARDED_FOR) {
+                Some(prev) if !prev.is_empty() => {
+                    let mut v = prev.as_bytes().to_vec();
+                    v.extend_from_slice(b", ");
+                    v.extend_from_slice(ip.as_bytes());
+                    v
+                }
+                _ => ip.clone().into_bytes(),
+            };
+            // Several X-Forwarded-For lines mean the same as one joined
+            // list; fold them into one so the append lands at the end.
+            upstream.remove_header(X_FORWARDED_FOR);
+            upstream.insert_header(X_FORWARDED_FOR, xff)?;
+            upstream.insert_header(X_REAL_IP, ip)?;
+        }
+        upstream.insert_header(X_FORWARDED_PROTO, "http")?;
+        Ok(())
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        // Upstream failures are reported by fail_to_proxy with the route.
+        matches!(error.esource(), ErrorSource::Upstream)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                if *e.esource() == ErrorSource::Upstream =>
+            {
+                504
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        let route = ctx.route().map(|(r, _)| r.key()).unwrap_or_default();
+        if *e.esource() == ErrorSource::Upstream {
+            tracing::warn!(
+                route = %route,
+                upstream = ?ctx.upstream_addr,
+                status = code,
+                error = %e,
+                "upstream failed"
+            );
+        }
+        if code == 0 || session.response_written().is_some() {
+            // Nothing can be said to a client that is gone or already has
+            // (part of) a response; the connection closes.
+            return FailToProxy {
+                error_code: code,
+                can_reuse_downstream: false,
+            };
+        }
+        let body = match code {
+            502 => format!(
+                "502 bad gateway: route {route}: upstream unreachable or refused ({})\n",
+                e.etype().as_str()
+            ),
+            504 => format!(
+                "504 gateway timeout: route {route}: upstream timed out ({})\n",
+                e.etype().as_str()
+            ),
+            400 => "400 bad request\n".to_owned(),
+            c => format!("{c} error: route {route}\n"),
+        };
+        let written = respond::text(session, code, body).await.is_ok();
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: written,
+        }
+    }
+}
+
+/// The host a request is for: the `Host` header, or the authority of an
+/// absolute-form target when there is no header.
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
+/// The request target with its path replaced and its query kept.
+fn rewrite_path(req: &RequestHeader, path: &str) -> Result<http::Uri> {
+    let pq = match req.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    http::Uri::builder()
+        .path_and_query(pq)
+        .build()
+        .map_err(|e| Error::because(ErrorType::InternalError, "rewriting the request path", e))
+}
+
+/// IPv4 clients on a dual-stack socket appear as `::ffff:a.b.c.d`; report
+/// them as the IPv4 address upstreams expect.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Resolves a DNS name without blocking the runtime.
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
+    let upstream_err = |why: String| {
+        let mut e = Error::explain(ErrorType::ConnectError, why);
+        e.esource = ErrorSource::Upstream;
+        e
+    };
+    match tokio::net::lookup_host((host, port)).await {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| upstream_err(format!("{host} resolved to no address"))),
+        Err(e) => Err(upstream_err(format!("cannot resolve {host}: {e}"))),
+    }
+}

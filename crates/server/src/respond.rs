@@ -1,0 +1,25 @@
+//! Responses the proxy writes itself: short plain-text bodies with a
+//! `Content-Length`, so the client connection stays reusable.
+
+use bytes::Bytes;
+use pingora_error::Result;
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+/// Writes a complete `text/plain` response.
+pub async fn text(session: &mut Session, status: u16, body: String) -> Result<()> {
+    let head_only = session.req_header().method == http::Method::HEAD;
+    let mut header = ResponseHeader::build(status, Some(3))?;
+    header.insert_header("content-type", "text/plain; charset=utf-8")?;
+    header.insert_header("content-length", body.len().to_string())?;
+    header.insert_header("cache-control", "no-store")?;
+    session
+        .write_response_header(Box::new(header), head_only)
+        .await?;
+    if !head_only {
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await?;
+    }
+    Ok(())
+}

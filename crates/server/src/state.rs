@@ -1,0 +1,153 @@
+//! The state every request and the admin listener share: one swappable
+//! snapshot of the routing table, and the process's lifecycle.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use pingora_core::upstreams::peer::HttpPeer;
+use sha2::{Digest, Sha256};
+use switchyard_routes::{Route, Table, Upstream};
+
+/// How to reach one upstream server, prepared when the table is built.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A literal address: the peer is built once and cloned per request.
+    Ready(Box<HttpPeer>),
+    /// A DNS name, resolved when a request needs it.
+    Name {
+        /// Host name to resolve.
+        host: String,
+        /// Port to connect to.
+        port: u16,
+    },
+}
+
+/// The per-route runtime data that goes with a compiled [`Route`].
+#[derive(Debug)]
+pub struct RouteRuntime {
+    /// One target per upstream, in the route's order.
+    pub targets: Vec<Target>,
+    /// Round-robin position; starts over with each new table.
+    next: AtomicUsize,
+}
+
+impl RouteRuntime {
+    /// The index of the upstream a new request tries first.
+    pub fn next_start(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len().max(1)
+    }
+}
+
+/// Everything a request needs, immutable once built (the round-robin
+/// counters aside). A reload builds a new one and swaps it in whole; a
+/// request keeps the `Arc` it started with until it ends.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The compiled routes.
+    pub table: Table,
+    /// Runtime data, parallel to `table.routes()`.
+    pub runtime: Vec<RouteRuntime>,
+    /// 1 for the table loaded at startup, +1 per applied reload.
+    pub generation: u64,
+    /// Lowercase hex SHA-256 of the file bytes this table came from.
+    pub sha256: String,
+    /// When this table was applied.
+    pub loaded_at: SystemTime,
+}
+
+impl Snapshot {
+    /// Prepares a compiled table for serving.
+    pub fn new(table: Table, bytes: &[u8], generation: u64) -> Self {
+        let runtime = table
+            .routes()
+            .iter()
+            .map(|r| RouteRuntime {
+                targets: r.upstreams.iter().map(|u| target(r, u)).collect(),
+                next: AtomicUsize::new(0),
+            })
+            .collect();
+        Snapshot {
+            table,
+            runtime,
+            generation,
+            sha256: sha256_hex(bytes),
+            loaded_at: SystemTime::now(),
+        }
+    }
+}
+
+/// Lowercase hex SHA-256, the form `/routes` and the metrics label use.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Builds the peer for one upstream with the route's timeouts.
+pub fn peer_for(route: &Route, addr: SocketAddr) -> HttpPeer {
+    let mut peer = HttpPeer::new(addr, false, String::new());
+    peer.options.connection_timeout = Some(route.connect_timeout);
+    peer.options.read_timeout = Some(route.read_timeout);
+    peer.options.write_timeout = Some(route.read_timeout);
+    peer
+}
+
+fn target(route: &Route, upstream: &Upstream) -> Target {
+    match (upstream.socket_addr(), &upstream.host) {
+        (Some(addr), _) => Target::Ready(Box::new(peer_for(route, addr))),
+        (None, switchyard_routes::UpstreamHost::Name(host)) => Target::Name {
+            host: host.clone(),
+            port: upstream.port,
+        },
+        // socket_addr() is None only for names.
+        (None, switchyard_routes::UpstreamHost::Ip(ip)) => Target::Ready(Box::new(peer_for(
+            route,
+            SocketAddr::new(*ip, upstream.port),
+        ))),
+    }
+}
+
+/// The one handle to the applied table. Readers `load` it; only the reload
+/// path stores into it.
+pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
+
+/// Whether the process is draining, and how many requests are in flight.
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    draining: AtomicBool,
+    in_flight: AtomicUsize,
+}
+
+impl Lifecycle {
+    /// Marks the process as draining: readiness and `/health` turn 503.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether draining has started.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Requests currently being handled.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Counts a request until the returned guard drops.
+    pub fn track(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(Arc::clone(self))
+    }
+}
+
+/// Held for the life of one request; see [`Lifecycle::track`].
+#[derive(Debug)]
+pub struct InFlight(Arc<Lifecycle>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
