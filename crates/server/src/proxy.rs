@@ -271,10 +271,18 @@ impl ProxyHttp for Router {
             400 => "400 bad request\n".to_owned(),
             c => format!("{c} error: route {route}\n"),
         };
+        // Once an upstream has been tried, pingora-proxy closes the client
+        // connection after this answer whatever we return (it honours
+        // `can_reuse_downstream` only for errors before peer selection), so
+        // say so in the response rather than let the client find out.
+        let closing = ctx.attempts > 0;
+        if closing {
+            session.set_keepalive(None);
+        }
         let written = respond::text(session, code, body).await.is_ok();
         FailToProxy {
             error_code: code,
-            can_reuse_downstream: written,
+            can_reuse_downstream: written && !closing,
         }
     }
 }

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what building and testing Switchyard needs beyond Rust itself,
+# only when it is missing:
+#   cmake  - pingora-core builds zlib-ng with it
+# Safe to run again; prints what it installs.
+set -euo pipefail
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+apt_install() {
+  if [ "$(id -u)" -eq 0 ] && have apt-get; then
+    if [ -z "${SWITCHYARD_APT_UPDATED:-}" ]; then
+      apt-get update -qq >/dev/null
+      export SWITCHYARD_APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    return 0
+  fi
+  if have sudo && have apt-get; then
+    sudo apt-get update -qq >/dev/null
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    return 0
+  fi
+  return 1
+}
+
+if ! have cmake; then
+  echo "bootstrap: installing cmake" >&2
+  if ! apt_install cmake; then
+    # Without root: PyPI ships cmake as a wheel.
+    python3 -m pip install --user --quiet cmake
+    export PATH="$HOME/.local/bin:$PATH"
+  fi
+fi
+have cmake || { echo "bootstrap: cmake is still missing; install it and retry" >&2; exit 1; }

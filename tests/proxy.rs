@@ -1,0 +1,380 @@
+//! End to end: the real binary in front of real upstreams, real clients.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use support::upstream::{Echo, Hanging};
+use support::{client, eventually, refused_addr, Proxy, RawConn, Upstream};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn get_echo(url: &str) -> Echo {
+    let resp = client().get(url).send().await.expect("request");
+    assert_eq!(resp.status(), 200, "{url}");
+    resp.json().await.expect("echo json")
+}
+
+/// Every matching rule, through the proxy: whole segments, trailing slash,
+/// longest prefix, root fallback, host beats host-less at equal length.
+#[tokio::test(flavor = "multi_thread")]
+async fn matching_rules_hold_end_to_end() {
+    let (a, api, root, host) = tokio::join!(
+        Upstream::start("app1"),
+        Upstream::start("api"),
+        Upstream::start("root"),
+        Upstream::start("host")
+    );
+    let yaml = format!(
+        "routes:
+  - {{path: /app1/, upstream: '{}'}}
+  - {{path: /app1/api, upstream: '{}'}}
+  - {{path: /, upstream: '{}'}}
+  - {{path: /app1, host: Dev.Example.com, upstream: '{}'}}
+",
+        a.host_port(),
+        api.host_port(),
+        root.host_port(),
+        host.host_port()
+    );
+    let proxy = Proxy::start(&yaml).await;
+    for (path, want) in [
+        ("/app1", "app1"),
+        ("/app1/", "app1"),
+        ("/app1/x/y", "app1"),
+        ("/app10", "root"),
+        ("/app1x/y", "root"),
+        ("/app1/api", "api"),
+        ("/app1/api/v2", "api"),
+        ("/app1/apix", "app1"),
+        ("/", "root"),
+        ("/other", "root"),
+    ] {
+        assert_eq!(get_echo(&proxy.url(path)).await.upstream, want, "{path}");
+    }
+    let mut conn = RawConn::connect(proxy.addr).await;
+    for (h, want) in [
+        ("dev.example.com", "host"),
+        ("DEV.example.COM:8080", "host"),
+        ("other.example.com", "app1"),
+    ] {
+        let r = conn.get(h, "/app1/x").await;
+        assert_eq!(r.status, 200);
+        assert!(
+            r.body.contains(&format!("\"upstream\":\"{want}\"")),
+            "{h}: {}",
+            r.body
+        );
+    }
+    // Longer beats host-specific.
+    let r = conn.get("dev.example.com", "/app1/api/z").await;
+    assert!(r.body.contains("\"upstream\":\"api\""), "{}", r.body);
+}
+
+/// The upstream receives the client's path and query, its Host, and the
+/// forwarding headers; a client-sent X-Forwarded-For is kept in front.
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_receives_path_host_and_forwarding_headers() {
+    let up = Upstream::start("app1").await;
+    let proxy = Proxy::start(&format!(
+        "routes:\n  - path: /app1\n    upstream: {}\n",
+        up.host_port()
+    ))
+    .await;
+
+    let echo: Echo = client()
+        .get(proxy.url("/app1/a%20b/c?x=1&y=%2F"))
+        .header("host", "dev.example.com:8443")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-real-ip", "6.6.6.6")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(echo.uri, "/app1/a%20b/c?x=1&y=%2F");
+    assert_eq!(echo.method, "GET");
+    assert_eq!(echo.header("host"), ["dev.example.com:8443"]);
+    assert_eq!(echo.header("x-forwarded-for"), ["203.0.113.9, 127.0.0.1"]);
+    assert_eq!(echo.header("x-real-ip"), ["127.0.0.1"]);
+    assert_eq!(echo.header("x-forwarded-proto"), ["http"]);
+
+    let echo = get_echo(&proxy.url("/app1")).await;
+    assert_eq!(echo.header("x-forwarded-for"), ["127.0.0.1"]);
+}
+
+/// `strip_prefix: true` removes the prefix and keeps the query; the bare
+/// prefix reaches the upstream as `/`.
+#[tokio::test(flavor = "multi_thread")]
+async fn strip_prefix_forwards_the_rest() {
+    let up = Upstream::start("app2").await;
+    let proxy = Proxy::start(&format!(
+        "routes:\n  - path: /app2\n    upstream: {}\n    strip_prefix: true\n",
+        up.host_port()
+    ))
+    .await;
+    assert_eq!(get_echo(&proxy.url("/app2/x/y?q=1")).await.uri, "/x/y?q=1");
+    assert_eq!(get_echo(&proxy.url("/app2")).await.uri, "/");
+    assert_eq!(get_echo(&proxy.url("/app2?q=2")).await.uri, "/?q=2");
+    assert_eq!(get_echo(&proxy.url("/app2/")).await.uri, "/");
+}
+
+/// Dot segments are resolved before matching, and the upstream receives
+/// the path that was matched; climbing above the root is a 400.
+#[tokio::test(flavor = "multi_thread")]
+async fn dot_segments_route_and_forward_the_normalized_path() {
+    let (a, b) = tokio::join!(Upstream::start("app1"), Upstream::start("app2"));
+    let proxy = Proxy::start(&format!(
+        "routes:\n  - {{path: /app1, upstream: '{}'}}\n  - {{path: /app2, upstream: '{}'}}\n",
+        a.host_port(),
+        b.host_port()
+    ))
+    .await;
+    let mut conn = RawConn::connect(proxy.addr).await;
+    let r = conn.get("x", "/app1/../app2/file?z=1").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("\"upstream\":\"app2\""), "{}", r.body);
+    assert!(r.body.contains("\"uri\":\"/app2/file?z=1\""), "{}", r.body);
+    let r = conn.get("x", "/app1/%2e%2e/app2").await;
+    assert!(r.body.contains("\"upstream\":\"app2\""), "{}", r.body);
+    let r = conn.get("x", "/app1/../../etc/passwd").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(a.hits() + b.hits(), 2);
+}
+
+/// Several upstreams are used in turn.
+#[tokio::test(flavor = "multi_thread")]
+async fn upstreams_are_used_round_robin() {
+    let (a, b) = tokio::join!(Upstream::start("a"), Upstream::start("b"));
+    let proxy = Proxy::start(&format!(
+        "routes:\n  - path: /rr\n    upstream: [{}, {}]\n",
+        a.host_port(),
+        b.host_port()
+    ))
+    .await;
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(get_echo(&proxy.url("/rr")).await.upstream);
+    }
+    assert_eq!(a.hits(), 3, "{seen:?}");
+    assert_eq!(b.hits(), 3, "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] != w[1]),
+        "alternates: {seen:?}"
+    );
+}
+
+/// A server that refuses connections is skipped for the next one; no
+/// request fails while one upstream is up.
+#[tokio::test(flavor = "multi_thread")]
+async fn refusing_upstream_is_skipped() {
+    let good = Upstream::start("good").await;
+    let dead = refused_addr();
+    let proxy = Proxy::start(&format!(
+        "routes:\n  - path: /x\n    upstream: [{dead}, {}, {dead}]\n",
+        good.host_port()
+    ))
+    .await;
+    for _ in 0..6 {
+        assert_eq!(get_echo(&proxy.url("/x")).await.upstream, "good");
+    }
+    assert_eq!(good.hits(), 6);
+}
+
+/// The proxy's own answers: 404 names the path, 502 and 504 name the route.
+/// After a 404 or `/health` the connection stays open; after a 502 or 504
+/// pingora-proxy closes it, and the answer says `Connection: close`.
+#[tokio::test(flavor = "multi_thread")]
+async fn own_answers_name_path_or_route_and_keep_the_connection() {
+    let hang = Hanging::start().await;
+    let dead = refused_addr();
+    let up = Upstream::start("ok").await;
+    let proxy = Proxy::start(&format!(
+        "routes:
+  - {{path: /dead, upstream: '{dead}'}}
+  - {{path: /slow, upstream: '{}', read_timeout: 300ms}}
+  - {{path: /ok, upstream: '{}'}}
+",
+        hang.addr,
+        up.host_port()
+    ))
+    .await;
+    let mut conn = RawConn::connect(proxy.addr).await;
+
+    let r = conn.get("x", "/nowhere/y").await;
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("/nowhere/y"), "{}", r.body);
+    assert!(r
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("text/plain"));
+
+    let r = conn.get("x", "/health").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
+
+    // Same connection, still usable after both.
+    let r = conn.get("x", "/ok").await;
+    assert_eq!(r.status, 200);
+
+    let r = conn.get("x", "/dead/y").await;
+    assert_eq!(r.status, 502);
+    assert!(r.body.contains("route /dead"), "{}", r.body);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(conn.is_closed().await);
+
+    let mut conn = RawConn::connect(proxy.addr).await;
+    let r = conn.get("x", "/slow/y").await;
+    assert_eq!(r.status, 504);
+    assert!(r.body.contains("route /slow"), "{}", r.body);
+    assert_eq!(r.header("connection"), Some("close"));
+}
+
+/// DNS names resolve per request, and a name
+/// that does not resolve fails the request with 502, not the config.
+#[tokio::test(flavor = "multi_thread")]
+async fn dns_names_resolve_per_request() {
+    let up = Upstream::start("named").await;
+    let proxy = Proxy::start(&format!(
+        "routes:
+  - {{path: /named, upstream: 'localhost:{}'}}
+  - {{path: /nxdomain, upstream: 'no-such-host.invalid:80'}}
+",
+        up.addr.port()
+    ))
+    .await;
+    // localhost may resolve to ::1 first, where nothing listens; the
+    // request may then fail, so only require that the v4 answer arrives or
+    // the failure is a clean 502.
+    let resp = client()
+        .get(proxy.url("/named/x"))
+        .send()
+        .await
+        .expect("request");
+    assert!(
+        resp.status() == 200 || resp.status() == 502,
+        "{}",
+        resp.status()
+    );
+    let resp = client()
+        .get(proxy.url("/nxdomain"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 502);
+    let body = resp.text().await.expect("body");
+    assert!(body.contains("route /nxdomain"), "{body}");
+}
+
+/// A WebSocket upgrade passes through and echoes both ways.
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_echo_through_the_proxy() {
+    let up = Upstream::start("ws").await;
+    let proxy = Proxy::start(&format!(
+        "routes:\n  - path: /app1\n    upstream: {}\n",
+        up.host_port()
+    ))
+    .await;
+    let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}/app1/ws", proxy.addr))
+        .await
+        .expect("websocket handshake through the proxy");
+    assert_eq!(resp.status(), 101);
+    for i in 0..3 {
+        ws.send(Message::text(format!("hello {i}")))
+            .await
+            .expect("send");
+        let reply = ws.next().await.expect("reply").expect("frame");
+        assert_eq!(
+            reply.into_text().expect("text").as_str(),
+            format!("ws: hello {i}")
+        );
+    }
+    ws.close(None).await.expect("close");
+}
+
+/// A streamed response streams: the first chunk reaches the client while
+/// the upstream has not finished the body.
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_response_arrives_before_upstream_finishes() {
+    let up = Upstream::start("stream").await;
+    let proxy = Proxy::start(&format!(
+        "routes:\n  - path: /s\n    upstream: {}\n",
+        up.host_port()
+    ))
+    .await;
+    let tx = up.arm_stream().await;
+    tx.send("first chunk\n".into()).await.expect("feed");
+    let resp = client()
+        .get(proxy.url("/s/stream"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let first = tokio::time::timeout(support::patience(), body.next())
+        .await
+        .expect("first chunk while the upstream is still open")
+        .expect("chunk")
+        .expect("ok");
+    assert_eq!(&first[..], b"first chunk\n");
+    tx.send("second chunk\n".into()).await.expect("feed");
+    drop(tx);
+    let mut rest = Vec::new();
+    while let Some(chunk) = body.next().await {
+        rest.extend_from_slice(&chunk.expect("chunk"));
+    }
+    assert_eq!(rest, b"second chunk\n");
+}
+
+/// `/health` on the main listener and `/health`, `/ready` on the admin
+/// listener answer 200; unknown admin paths are 404.
+#[tokio::test(flavor = "multi_thread")]
+async fn health_and_readiness_endpoints() {
+    let proxy = Proxy::start("routes: []\n").await;
+    let c = client();
+    let r = c.get(proxy.url("/health")).send().await.expect("health");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.expect("body"), "ok\n");
+    for p in ["/health", "/ready"] {
+        let r = c.get(proxy.admin_url(p)).send().await.expect("admin");
+        assert_eq!(r.status(), 200, "{p}");
+    }
+    let r = c.get(proxy.admin_url("/nope")).send().await.expect("admin");
+    assert_eq!(r.status(), 404);
+    // With no routes everything else is unmatched.
+    let r = c.get(proxy.url("/app1")).send().await.expect("req");
+    assert_eq!(r.status(), 404);
+}
+
+/// One startup line names the config file, the route count and both
+/// listen addresses; `--log-format json` makes every line JSON.
+#[tokio::test(flavor = "multi_thread")]
+async fn startup_line_and_json_logs() {
+    let proxy = Proxy::start_with(
+        "routes:\n  - {path: /a, upstream: '127.0.0.1:9'}\n",
+        &["--log-format", "json"],
+    )
+    .await;
+    let logs = eventually("startup line", || {
+        let logs = proxy.logs();
+        async move { logs.contains("switchyard started").then_some(logs) }
+    })
+    .await;
+    let mut started = None;
+    for line in logs.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["message"] == "switchyard started" {
+            started = Some(v);
+        }
+    }
+    let started = started.expect("startup line");
+    assert_eq!(started["routes"], 1);
+    assert_eq!(started["config"], proxy.config_path().display().to_string());
+    assert_eq!(started["listen"], proxy.addr.to_string());
+    assert_eq!(started["admin"], proxy.admin.to_string());
+    let _ = Duration::ZERO;
+}

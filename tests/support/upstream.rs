@@ -1,0 +1,199 @@
+//! Real upstream servers for the tests, each on its own ephemeral port and
+//! stopped when dropped.
+//!
+//! [`Upstream`] answers every request with a JSON echo of what it received
+//! (its name, method, target and headers), and also serves
+//! `[/prefix]/stream` (a body the test feeds chunk by chunk) and
+//! `[/prefix]/ws` (a WebSocket echo).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinHandle;
+
+#[derive(Clone)]
+struct Shared {
+    name: String,
+    hits: Arc<AtomicUsize>,
+    stream: Arc<Mutex<Option<mpsc::Receiver<Bytes>>>>,
+}
+
+/// An echoing upstream HTTP server.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub name: String,
+    hits: Arc<AtomicUsize>,
+    stream: Arc<Mutex<Option<mpsc::Receiver<Bytes>>>>,
+    task: JoinHandle<()>,
+}
+
+impl Upstream {
+    /// Starts a server that names itself `name` in every answer.
+    pub async fn start(name: &str) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        let shared = Shared {
+            name: name.to_owned(),
+            hits: Arc::new(AtomicUsize::new(0)),
+            stream: Arc::new(Mutex::new(None)),
+        };
+        let app = Router::new()
+            .route("/ws", any(ws))
+            .route("/{prefix}/ws", any(ws))
+            .route("/stream", any(stream))
+            .route("/{prefix}/stream", any(stream))
+            .fallback(echo)
+            .with_state(shared.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Upstream {
+            addr,
+            name: name.to_owned(),
+            hits: shared.hits,
+            stream: shared.stream,
+            task,
+        }
+    }
+
+    /// `127.0.0.1:PORT`, as a routes file writes it.
+    pub fn host_port(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Requests answered so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Arms `/stream`: the next request to it streams whatever is sent on
+    /// the returned sender and ends when the sender is dropped.
+    pub async fn arm_stream(&self) -> mpsc::Sender<Bytes> {
+        let (tx, rx) = mpsc::channel(16);
+        *self.stream.lock().await = Some(rx);
+        tx
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn echo(State(s): State<Shared>, req: Request) -> Response {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = serde_json::json!({
+        "upstream": s.name,
+        "method": req.method().as_str(),
+        "uri": req.uri().to_string(),
+        "headers": headers,
+    });
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn stream(State(s): State<Shared>) -> Response {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    let Some(rx) = s.stream.lock().await.take() else {
+        return (http::StatusCode::CONFLICT, "stream not armed").into_response();
+    };
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    Response::new(Body::from_stream(chunks))
+}
+
+async fn ws(State(s): State<Shared>, upgrade: WebSocketUpgrade) -> Response {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    let name = s.name.clone();
+    upgrade.on_upgrade(move |socket| ws_echo(socket, name))
+}
+
+async fn ws_echo(mut socket: WebSocket, name: String) {
+    while let Some(Ok(msg)) = socket.recv().await {
+        let reply = match msg {
+            Message::Text(t) => Message::Text(format!("{name}: {}", t.as_str()).into()),
+            Message::Binary(b) => Message::Binary(b),
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        if socket.send(reply).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// A server that accepts connections and never answers.
+pub struct Hanging {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Hanging {
+    /// Starts it.
+    pub async fn start() -> Hanging {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                held.push(sock);
+            }
+        });
+        Hanging { addr, task }
+    }
+}
+
+impl Drop for Hanging {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The JSON an [`Upstream`] answered with.
+#[derive(Debug, serde::Deserialize)]
+pub struct Echo {
+    pub upstream: String,
+    pub method: String,
+    pub uri: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Echo {
+    /// All values of header `name`, in order.
+    pub fn header(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
