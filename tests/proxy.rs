@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use support::upstream::{Echo, Hanging};
+use support::upstream::{Blackhole, Echo, Hanging};
 use support::{client, eventually, refused_addr, Proxy, RawConn, Upstream};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -231,6 +231,32 @@ async fn own_answers_name_path_or_route_and_keep_the_connection() {
     assert_eq!(r.status, 504);
     assert!(r.body.contains("route /slow"), "{}", r.body);
     assert_eq!(r.header("connection"), Some("close"));
+}
+
+/// A connect that times out answers 504 after the route's
+/// `connect_timeout`, naming the route; with a second upstream it moves on.
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_timeout_is_504_and_moves_on() {
+    let hole = Blackhole::start();
+    let up = Upstream::start("ok").await;
+    let proxy = Proxy::start(&format!(
+        "routes:
+  - {{path: /hole, upstream: '{}', connect_timeout: 200ms}}
+  - {{path: /mixed, upstream: ['{}', '{}'], connect_timeout: 200ms}}
+",
+        hole.addr,
+        hole.addr,
+        up.host_port()
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let r = client().get(proxy.url("/hole/x")).send().await.expect("request");
+    assert_eq!(r.status(), 504);
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(r.text().await.expect("body").contains("route /hole"));
+    for _ in 0..2 {
+        assert_eq!(get_echo(&proxy.url("/mixed")).await.upstream, "ok");
+    }
 }
 
 /// DNS names resolve per request, and a name

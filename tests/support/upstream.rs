@@ -197,3 +197,38 @@ impl Echo {
             .collect()
     }
 }
+
+/// A listener whose accept queue is full and never drained: the kernel
+/// drops further SYNs, so connecting to it hangs until the connect timeout
+/// (the loopback stand-in for an unreachable host).
+pub struct Blackhole {
+    pub addr: SocketAddr,
+    _listener: std::net::TcpListener,
+    _fillers: Vec<std::net::TcpStream>,
+}
+
+impl Blackhole {
+    /// Binds with a backlog of 0 and fills the queue.
+    pub fn start() -> Blackhole {
+        use socket2::{Domain, Socket, Type};
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        sock.bind(&any.into()).expect("bind");
+        sock.listen(0).expect("listen");
+        let listener: std::net::TcpListener = sock.into();
+        let addr = listener.local_addr().expect("addr");
+        let mut fillers = Vec::new();
+        // Queue capacity is backlog + 1; connect until one no longer completes.
+        for _ in 0..8 {
+            match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)) {
+                Ok(s) => fillers.push(s),
+                Err(_) => break,
+            }
+        }
+        Blackhole {
+            addr,
+            _listener: listener,
+            _fillers: fillers,
+        }
+    }
+}
