@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod reload_client;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use switchyard_server::{ServeConfig, ServeError};
 
@@ -25,6 +27,12 @@ enum Command {
     Check {
         /// The routes file.
         path: PathBuf,
+    },
+    /// Ask a running proxy to re-read its file now (exit 0 applied or unchanged, 1 rejected, 2 no answer).
+    Reload {
+        /// The proxy's admin listener [default: $SWITCHYARD_ADMIN_LISTEN, else 127.0.0.1:9901].
+        #[arg(long, env = "SWITCHYARD_ADMIN")]
+        admin: Option<String>,
     },
 }
 
@@ -92,6 +100,26 @@ fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Check { path } => check(&path),
         Command::Serve(args) => serve(args),
+        Command::Reload { admin } => reload(admin),
+    }
+}
+
+fn reload(admin: Option<String>) -> u8 {
+    let admin = admin
+        .or_else(|| std::env::var("SWITCHYARD_ADMIN_LISTEN").ok())
+        .unwrap_or_else(|| "127.0.0.1:9901".to_owned());
+    match reload_client::post_reload(&admin) {
+        Ok(answer) => {
+            println!("{}", answer.summary());
+            match answer.result.as_str() {
+                "success" | "unchanged" => 0,
+                _ => 1,
+            }
+        }
+        Err(e) => {
+            eprintln!("switchyard reload: no answer from {admin}: {e}");
+            2
+        }
     }
 }
 
@@ -131,6 +159,7 @@ fn serve(args: ServeArgs) -> u8 {
         threads,
         drain_delay: seconds(args.drain_delay),
         drain_timeout: seconds(args.drain_timeout),
+        poll_interval: Duration::from_secs(args.poll_interval.max(1)),
     };
     match switchyard_server::serve(cfg) {
         Ok(()) => 0,

@@ -250,9 +250,17 @@ async fn connect_timeout_is_504_and_moves_on() {
     ))
     .await;
     let started = std::time::Instant::now();
-    let r = client().get(proxy.url("/hole/x")).send().await.expect("request");
+    let r = client()
+        .get(proxy.url("/hole/x"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(r.status(), 504);
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(r.text().await.expect("body").contains("route /hole"));
     for _ in 0..2 {
         assert_eq!(get_echo(&proxy.url("/mixed")).await.upstream, "ok");

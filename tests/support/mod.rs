@@ -2,6 +2,7 @@
 //! real upstream HTTP servers owned by each test, and bounded polling.
 #![allow(dead_code, unused_imports, missing_docs)]
 
+pub mod kubelet;
 pub mod upstream;
 
 use std::net::{SocketAddr, TcpListener};
@@ -317,4 +318,69 @@ impl RawConn {
             Ok(Ok(0)) | Ok(Err(_))
         )
     }
+}
+
+impl Proxy {
+    /// Admin `GET /routes`.
+    pub async fn routes(&self) -> serde_json::Value {
+        client()
+            .get(self.admin_url("/routes"))
+            .send()
+            .await
+            .expect("GET /routes")
+            .json()
+            .await
+            .expect("routes JSON")
+    }
+
+    /// Admin `POST /reload`: the status and the JSON answer.
+    pub async fn post_reload(&self) -> (u16, serde_json::Value) {
+        let r = client()
+            .post(self.admin_url("/reload"))
+            .send()
+            .await
+            .expect("POST /reload");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("reload JSON"))
+    }
+
+    /// Waits until the applied generation is `generation`.
+    pub async fn wait_generation(&self, generation: u64) -> serde_json::Value {
+        eventually(&format!("generation {generation}"), || async {
+            let routes = self.routes().await;
+            (routes["generation"] == generation).then_some(routes)
+        })
+        .await
+    }
+
+    /// Waits until `GET path` on the main listener answers `status`.
+    pub async fn wait_status(&self, path: &str, status: u16) {
+        let c = client();
+        eventually(&format!("GET {path} -> {status}"), || {
+            let c = c.clone();
+            async move {
+                let r = c.get(self.url(path)).send().await.ok()?;
+                (r.status().as_u16() == status).then_some(())
+            }
+        })
+        .await
+    }
+
+    /// Waits until the log holds `needle`, and returns the log.
+    pub async fn wait_log(&self, needle: &str) -> String {
+        eventually(&format!("log line containing {needle:?}"), || {
+            let logs = self.logs();
+            async move { logs.contains(needle).then_some(logs) }
+        })
+        .await
+    }
+}
+
+/// `routes:` with one `{path, upstream}` entry per pair, plus extra lines.
+pub fn routes_yaml(routes: &[(&str, &str)]) -> String {
+    let mut s = String::from("routes:\n");
+    for (path, upstream) in routes {
+        s.push_str(&format!("  - path: {path}\n    upstream: {upstream}\n"));
+    }
+    s
 }

@@ -220,7 +220,8 @@ impl Blackhole {
         let mut fillers = Vec::new();
         // Queue capacity is backlog + 1; connect until one no longer completes.
         for _ in 0..8 {
-            match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)) {
+            match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200))
+            {
                 Ok(s) => fillers.push(s),
                 Err(_) => break,
             }

@@ -1,41 +1,109 @@
-//! The admin listener: liveness, readiness and (in later layers) routes,
-//! reload and metrics. Kept apart from `--listen` so probes and scrapes
+//! The admin listener: liveness, readiness, the applied routes, manual
+//! reload (and metrics). Kept apart from `--listen` so probes and scrapes
 //! never compete with, or get routed like, proxied traffic.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
+use serde_json::json;
 
-use crate::state::Lifecycle;
+use crate::reload::{ReloadHandle, ReloadResult, Trigger};
+use crate::state::{Lifecycle, SharedSnapshot, Snapshot};
 
 /// The admin HTTP application.
 pub struct Admin {
     lifecycle: Arc<Lifecycle>,
+    snapshot: SharedSnapshot,
+    reload: ReloadHandle,
 }
 
 impl Admin {
-    /// An admin app reporting on `lifecycle`.
-    pub fn new(lifecycle: Arc<Lifecycle>) -> Self {
-        Admin { lifecycle }
+    /// An admin app over the shared state.
+    pub fn new(lifecycle: Arc<Lifecycle>, snapshot: SharedSnapshot, reload: ReloadHandle) -> Self {
+        Admin {
+            lifecycle,
+            snapshot,
+            reload,
+        }
+    }
+
+    fn routes_json(&self) -> serde_json::Value {
+        let snap = self.snapshot.load();
+        let mut v = snapshot_json(&snap);
+        v["last_error"] = json!(self.reload.last_error());
+        v
     }
 }
 
-fn text(status: StatusCode, body: &str) -> Response<Vec<u8>> {
-    let mut resp = Response::new(body.as_bytes().to_vec());
+/// `/routes` without `last_error`: the applied table as JSON.
+pub fn snapshot_json(snap: &Snapshot) -> serde_json::Value {
+    let routes: Vec<serde_json::Value> = snap
+        .table
+        .routes()
+        .iter()
+        .map(|r| {
+            json!({
+                "path": r.path,
+                "host": r.host,
+                "upstream": r.upstreams.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "strip_prefix": r.strip_prefix,
+                "connect_timeout": duration_text(r.connect_timeout),
+                "read_timeout": duration_text(r.read_timeout),
+            })
+        })
+        .collect();
+    json!({
+        "generation": snap.generation,
+        "sha256": snap.sha256,
+        "loaded_at": humantime::format_rfc3339_millis(snap.loaded_at).to_string(),
+        "routes": routes,
+    })
+}
+
+/// A duration the way routes.yaml writes it.
+fn duration_text(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let len = body.len();
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
     headers.insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        http::HeaderValue::from_static(content_type),
     );
+    headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
     headers.insert(
-        http::header::CONTENT_LENGTH,
-        http::HeaderValue::from(body.len()),
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
     );
     resp
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Vec<u8>> {
+    respond(
+        status,
+        "text/plain; charset=utf-8",
+        body.as_bytes().to_vec(),
+    )
+}
+
+fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<Vec<u8>> {
+    let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
+    body.push(b'\n');
+    respond(status, "application/json", body)
 }
 
 #[async_trait]
@@ -43,16 +111,32 @@ impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
         let (method, path) = (req.method.clone(), req.uri.path().to_owned());
-        match (method, path.as_str()) {
-            (Method::GET | Method::HEAD, "/health") => text(StatusCode::OK, "ok\n"),
-            (Method::GET | Method::HEAD, "/ready") => {
+        let read = method == Method::GET || method == Method::HEAD;
+        match path.as_str() {
+            "/health" if read => text(StatusCode::OK, "ok\n"),
+            "/ready" if read => {
                 if self.lifecycle.is_draining() {
                     text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
                 } else {
                     text(StatusCode::OK, "ready\n")
                 }
             }
-            (_, "/health" | "/ready") => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
+            "/routes" if read => json_response(StatusCode::OK, &self.routes_json()),
+            "/reload" if method == Method::POST => match self.reload.reload(Trigger::Admin).await {
+                Some(report) => {
+                    let status = match report.result {
+                        ReloadResult::Failure => StatusCode::UNPROCESSABLE_ENTITY,
+                        _ => StatusCode::OK,
+                    };
+                    json_response(status, &json!(report))
+                }
+                None => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "reload task is not running\n",
+                ),
+            },
+            "/health" | "/ready" | "/routes" => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
+            "/reload" => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
             _ => text(StatusCode::NOT_FOUND, &format!("404 not found: {path}\n")),
         }
     }

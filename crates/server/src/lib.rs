@@ -7,9 +7,11 @@
 
 pub mod admin;
 pub mod proxy;
+pub mod reload;
 mod respond;
 mod shutdown;
 pub mod state;
+pub mod watch;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -19,7 +21,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use pingora_core::apps::http_app::HttpServer;
 use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::ShutdownWatch;
 use pingora_core::server::{RunArgs, Server};
+use pingora_core::services::background::{background_service, BackgroundService};
 use pingora_core::services::listening::Service;
 use switchyard_routes::ConfigErrors;
 
@@ -40,6 +44,8 @@ pub struct ServeConfig {
     pub drain_delay: Duration,
     /// After the listeners close, how long in-flight requests may take.
     pub drain_timeout: Duration,
+    /// How often the file's hash is checked, backing up the watcher.
+    pub poll_interval: Duration,
 }
 
 /// Why `serve` could not start.
@@ -129,15 +135,25 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         pingora_proxy::http_proxy_service_with_name(&server.configuration, router, "proxy");
     proxy_service.add_tcp(&cfg.listen.to_string());
 
+    let reloader = reload::Reloader::new(cfg.config_path.clone(), Arc::clone(&snapshot), None);
+    let (task, reload_handle) = reload::reload_task(reloader, cfg.poll_interval);
+    let reload_service =
+        background_service("reload", ReloadService(std::sync::Mutex::new(Some(task))));
+
     let mut admin_service = Service::new(
         "admin".to_owned(),
-        HttpServer::new_app(admin::Admin::new(Arc::clone(&lifecycle))),
+        HttpServer::new_app(admin::Admin::new(
+            Arc::clone(&lifecycle),
+            Arc::clone(&snapshot),
+            reload_handle,
+        )),
     );
     admin_service.add_tcp(&cfg.admin_listen.to_string());
     admin_service.threads = Some(1);
 
     server.add_service(proxy_service);
     server.add_service(admin_service);
+    server.add_service(reload_service);
 
     tracing::info!(
         config = %cfg.config_path.display(),
@@ -154,4 +170,18 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         shutdown_signal: Box::new(shutdown::Signals::new(lifecycle, cfg.drain_delay)),
     });
     Ok(())
+}
+
+/// Runs the reload task on a Pingora background service (its own runtime,
+/// stopped with the server).
+struct ReloadService(std::sync::Mutex<Option<reload::ReloadTask>>);
+
+#[async_trait::async_trait]
+impl BackgroundService for ReloadService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let task = self.0.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            task.run(shutdown).await;
+        }
+    }
 }

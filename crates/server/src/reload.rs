@@ -1,0 +1,462 @@
+//! Reloading: the one writer of the shared snapshot.
+//!
+//! Every trigger — the directory watcher, the poll, SIGHUP, admin
+//! `POST /reload` — ends up as a call to [`Reloader::reload`] on a single
+//! task, so two reloads never race. A reload reads the whole file, compares
+//! its hash with the applied one, compiles a new table off to the side and
+//! stores it with one atomic swap; on any error the old table stays.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use switchyard_routes::Route;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::state::{sha256_hex, SharedSnapshot, Snapshot};
+
+/// Stands in for the hash of a file that could not be read.
+const UNREADABLE: &str = "unreadable";
+
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The directory watcher saw the file change.
+    Watch,
+    /// The periodic hash check found different bytes.
+    Poll,
+    /// SIGHUP.
+    Signal,
+    /// Admin `POST /reload` (and so `switchyard reload`).
+    Admin,
+}
+
+impl Trigger {
+    /// Lowercase name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Watch => "watch",
+            Trigger::Poll => "poll",
+            Trigger::Signal => "sighup",
+            Trigger::Admin => "admin",
+        }
+    }
+}
+
+/// How a reload attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloadResult {
+    /// A new table was applied.
+    Success,
+    /// The file's bytes equal the applied ones; nothing changed.
+    Unchanged,
+    /// The file was rejected; the old table keeps serving.
+    Failure,
+}
+
+impl ReloadResult {
+    /// Lowercase name, as in the metrics label and the JSON answer.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadResult::Success => "success",
+            ReloadResult::Unchanged => "unchanged",
+            ReloadResult::Failure => "failure",
+        }
+    }
+}
+
+/// The outcome of one attempt, as logged and as answered to `POST /reload`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadReport {
+    /// How it ended.
+    pub result: ReloadResult,
+    /// Generation of the table serving after the attempt.
+    pub generation: u64,
+    /// Routes in the table serving after the attempt.
+    pub routes: usize,
+    /// Routes (`host/path` or `/path`) new in this table.
+    pub added: Vec<String>,
+    /// Routes gone from this table.
+    pub removed: Vec<String>,
+    /// Routes whose settings changed.
+    pub changed: Vec<String>,
+    /// Why the file was rejected (one problem per line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Read + parse + build + swap.
+    #[serde(skip)]
+    pub duration: Duration,
+}
+
+/// Something that wants to know about every attempt (metrics).
+pub trait ReloadObserver: Send + Sync {
+    /// Called once per attempt, after the swap (if any).
+    fn observe(&self, report: &ReloadReport, snapshot: &Snapshot);
+}
+
+/// Reads, checks and applies the routes file. Owned by the reload task.
+pub struct Reloader {
+    path: PathBuf,
+    snapshot: SharedSnapshot,
+    last_error: Arc<Mutex<Option<String>>>,
+    /// Hash of the last bytes rejected, so the poll does not retry them.
+    last_rejected: Mutex<Option<String>>,
+    observer: Option<Arc<dyn ReloadObserver>>,
+}
+
+impl Reloader {
+    /// A reloader for `path` that stores into `snapshot`.
+    pub fn new(
+        path: PathBuf,
+        snapshot: SharedSnapshot,
+        observer: Option<Arc<dyn ReloadObserver>>,
+    ) -> Self {
+        Reloader {
+            path,
+            snapshot,
+            last_error: Arc::new(Mutex::new(None)),
+            last_rejected: Mutex::new(None),
+            observer,
+        }
+    }
+
+    /// The text of the last rejected reload, `None` once a later one worked.
+    pub fn last_error_handle(&self) -> Arc<Mutex<Option<String>>> {
+        Arc::clone(&self.last_error)
+    }
+
+    /// One reload attempt: read, compare, compile, swap. Never panics and
+    /// never leaves a partial table: the only store is the final one.
+    pub fn reload(&self, trigger: Trigger) -> ReloadReport {
+        let started = Instant::now();
+        let current = self.snapshot.load_full();
+        let shown = self.path.display().to_string();
+
+        let outcome = std::fs::read(&self.path)
+            .map_err(|e| {
+                self.set_rejected(Some(UNREADABLE.to_owned()));
+                format!("{shown}: cannot read: {e}")
+            })
+            .and_then(|bytes| {
+                let hash = sha256_hex(&bytes);
+                if hash == current.sha256 {
+                    return Ok(None);
+                }
+                let text = String::from_utf8_lossy(&bytes);
+                match switchyard_routes::load(&shown, &text) {
+                    Ok(table) => Ok(Some(Snapshot::new(table, &bytes, current.generation + 1))),
+                    Err(errors) => {
+                        self.set_rejected(Some(hash));
+                        Err(errors.to_string())
+                    }
+                }
+            });
+
+        let mut report = ReloadReport {
+            result: ReloadResult::Unchanged,
+            generation: current.generation,
+            routes: current.table.len(),
+            added: Vec::new(),
+            removed: Vec::new(),
+            changed: Vec::new(),
+            error: None,
+            duration: Duration::ZERO,
+        };
+        match outcome {
+            Ok(Some(next)) => {
+                let next = Arc::new(next);
+                diff(current.table.routes(), next.table.routes(), &mut report);
+                report.result = ReloadResult::Success;
+                report.generation = next.generation;
+                report.routes = next.table.len();
+                // The one store: every request from here on sees `next`;
+                // requests holding `current` finish on it.
+                self.snapshot.store(next);
+                self.set_error(None);
+                self.set_rejected(None);
+            }
+            Ok(None) => {
+                self.set_error(None);
+            }
+            Err(error) => {
+                report.result = ReloadResult::Failure;
+                self.set_error(Some(error.clone()));
+                report.error = Some(error);
+            }
+        }
+        report.duration = started.elapsed();
+        log_report(&report, trigger);
+        if let Some(obs) = &self.observer {
+            obs.observe(&report, &self.snapshot.load());
+        }
+        report
+    }
+
+    /// Whether the file now holds bytes that are neither applied nor
+    /// already rejected. The poll reads twice, a moment apart, so a file
+    /// being written in place is not mistaken for a finished one.
+    async fn differs_settled(&self) -> bool {
+        let read = || std::fs::read(&self.path).ok().map(|b| sha256_hex(&b));
+        let Some(first) = read() else {
+            // An unreadable file is news once; the attempt records it.
+            return !self.last_rejected_is(Some(UNREADABLE));
+        };
+        if first == self.snapshot.load().sha256 || self.last_rejected_is(Some(&first)) {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        read().as_deref() == Some(first.as_str())
+    }
+
+    fn last_rejected_is(&self, hash: Option<&str>) -> bool {
+        self.last_rejected
+            .lock()
+            .map(|l| l.as_deref() == hash)
+            .unwrap_or(false)
+    }
+
+    fn set_rejected(&self, hash: Option<String>) {
+        if let Ok(mut l) = self.last_rejected.lock() {
+            *l = hash;
+        }
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        if let Ok(mut l) = self.last_error.lock() {
+            *l = error;
+        }
+    }
+}
+
+fn log_report(r: &ReloadReport, trigger: Trigger) {
+    let ms = r.duration.as_secs_f64() * 1000.0;
+    match r.result {
+        ReloadResult::Failure => tracing::warn!(
+            result = r.result.as_str(),
+            trigger = trigger.as_str(),
+            generation = r.generation,
+            routes = r.routes,
+            duration_ms = ms,
+            error = r.error.as_deref().unwrap_or(""),
+            "config rejected; generation {} keeps serving",
+            r.generation
+        ),
+        _ => tracing::info!(
+            result = r.result.as_str(),
+            trigger = trigger.as_str(),
+            generation = r.generation,
+            routes = r.routes,
+            added = ?r.added,
+            removed = ?r.removed,
+            changed = ?r.changed,
+            duration_ms = ms,
+            "config reload"
+        ),
+    }
+}
+
+/// Fills the added/removed/changed lists, keyed by `(host, path)`.
+fn diff(old: &[Route], new: &[Route], report: &mut ReloadReport) {
+    let key = |r: &Route| (r.host.clone(), r.path.clone());
+    let old_by_key: HashMap<_, _> = old.iter().map(|r| (key(r), r)).collect();
+    let new_by_key: HashMap<_, _> = new.iter().map(|r| (key(r), r)).collect();
+    for r in new {
+        match old_by_key.get(&key(r)) {
+            None => report.added.push(r.key()),
+            Some(o) if !same_settings(o, r) => report.changed.push(r.key()),
+            Some(_) => {}
+        }
+    }
+    for r in old {
+        if !new_by_key.contains_key(&key(r)) {
+            report.removed.push(r.key());
+        }
+    }
+}
+
+fn same_settings(a: &Route, b: &Route) -> bool {
+    a.upstreams == b.upstreams
+        && a.strip_prefix == b.strip_prefix
+        && a.connect_timeout == b.connect_timeout
+        && a.read_timeout == b.read_timeout
+}
+
+/// A request for a reload from outside the reload task, with the channel
+/// the outcome goes back on.
+struct Manual {
+    trigger: Trigger,
+    reply: oneshot::Sender<ReloadReport>,
+}
+
+/// Cloneable handle for asking the reload task to reload now.
+#[derive(Clone)]
+pub struct ReloadHandle {
+    tx: mpsc::Sender<Manual>,
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl ReloadHandle {
+    /// Reloads now and returns the outcome; `None` if the task is gone.
+    pub async fn reload(&self, trigger: Trigger) -> Option<ReloadReport> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Manual { trigger, reply }).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// The text of the last rejected reload, if the latest attempt failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|l| l.clone())
+    }
+}
+
+/// The reload task's inputs, created together with its [`ReloadHandle`].
+pub struct ReloadTask {
+    reloader: Reloader,
+    manual: mpsc::Receiver<Manual>,
+    poll_interval: Duration,
+}
+
+/// Creates the reload task and a handle to it.
+pub fn reload_task(reloader: Reloader, poll_interval: Duration) -> (ReloadTask, ReloadHandle) {
+    let (tx, manual) = mpsc::channel(16);
+    let handle = ReloadHandle {
+        tx,
+        last_error: reloader.last_error_handle(),
+    };
+    (
+        ReloadTask {
+            reloader,
+            manual,
+            poll_interval,
+        },
+        handle,
+    )
+}
+
+impl ReloadTask {
+    /// Runs until `shutdown` flips: watches the file's directory, polls,
+    /// listens for SIGHUP and manual requests, and reloads for each.
+    pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let (fs_tx, mut fs_rx) = mpsc::unbounded_channel();
+        // Kept alive for as long as the task runs.
+        let _watcher = crate::watch::watch_dir(&self.reloader.path, fs_tx);
+        warn_if_mount_point(&self.reloader.path);
+
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP");
+                None
+            }
+        };
+        let mut poll = tokio::time::interval(self.poll_interval.max(Duration::from_millis(100)));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        poll.tick().await;
+        let mut debounce = crate::watch::Debounce::default();
+
+        loop {
+            let deadline = debounce.deadline();
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(m) = self.manual.recv() => {
+                    let report = self.reloader.reload(m.trigger);
+                    let _ = m.reply.send(report);
+                }
+                Some(change) = fs_rx.recv() => debounce.note(change, Instant::now()),
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    debounce.clear();
+                    self.reloader.reload(Trigger::Watch);
+                }
+                _ = poll.tick() => {
+                    if self.reloader.differs_settled().await {
+                        self.reloader.reload(Trigger::Poll);
+                    }
+                }
+                _ = recv_hup(&mut hup) => {
+                    self.reloader.reload(Trigger::Signal);
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_hup(hup: &mut Option<tokio::signal::unix::Signal>) {
+    match hup {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// A `subPath` (or any single-file) mount is a copy made once: it never
+/// receives ConfigMap updates (kubernetes/kubernetes#50345). Say so loudly.
+fn warn_if_mount_point(path: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut candidates = vec![std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())];
+    // Resolved once for this check only; watching never caches it.
+    if let Ok(real) = std::fs::canonicalize(path) {
+        candidates.push(real);
+    }
+    if info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mountinfo)
+        .any(|mp| candidates.iter().any(|c| Path::new(&mp) == c))
+    {
+        tracing::warn!(
+            config = %path.display(),
+            "the config file is itself a mount point (a subPath or single-file mount): it will never see \
+             ConfigMap updates. Mount the ConfigMap as a directory (volumeMounts without subPath) and point \
+             --config at the file inside it"
+        );
+    }
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                let v = u32::from(d[0] - b'0') * 64
+                    + u32::from(d[1] - b'0') * 8
+                    + u32::from(d[2] - b'0');
+                out.push(u8::try_from(v).unwrap_or(b'?'));
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo("/etc/my\\040dir/x"), "/etc/my dir/x");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+}
