@@ -1,5 +1,5 @@
 //! The test helper `support::kubelet` itself, checked against the on-disk
-//! facts in /work/shared/notes/configmap.md: the ConfigMap volume layout,
+//! facts of the kubelet's AtomicWriter: the ConfigMap volume layout,
 //! both AtomicWriter step orders (whole and paused between steps), the
 //! no-op resync, and the final state each editor-style writer leaves.
 //! Only filesystem facts; no watcher and no proxy are involved.

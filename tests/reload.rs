@@ -545,3 +545,60 @@ async fn hundred_reloads_under_concurrent_load() {
         ok.load(Ordering::Relaxed)
     );
 }
+
+/// A config file that is itself a mount point (what a `subPath` mount
+/// makes) gets a startup warning saying it will never see updates and how
+/// to mount the directory instead; a plain file gets none. The bind mount
+/// is made in a private mount namespace (`unshare`), so nothing leaks.
+#[tokio::test(flavor = "multi_thread")]
+async fn subpath_mount_is_warned_about() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("source.yaml");
+    let target_dir = dir.path().join("etc");
+    std::fs::create_dir(&target_dir).expect("dir");
+    let target = target_dir.join("routes.yaml");
+    std::fs::write(&source, "routes: []\n").expect("write");
+    std::fs::write(&target, "").expect("write");
+    let (listen, admin) = (support::refused_addr(), support::refused_addr());
+    let script = format!(
+        "mount --bind '{}' '{}' && exec '{}' serve --config '{}' --listen {listen} --admin-listen {admin}",
+        source.display(),
+        target.display(),
+        support::BIN,
+        target.display()
+    );
+    let mut child = tokio::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--map-root-user",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("unshare (util-linux) runs");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let warning = tokio::time::timeout(support::patience(), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("is itself a mount point") {
+                return line;
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("warning within patience");
+    assert!(warning.contains("without subPath"), "{warning}");
+    assert!(warning.contains(&target.display().to_string()), "{warning}");
+    child.kill().await.expect("kill");
+
+    let plain = Proxy::start("routes: []\n").await;
+    plain.wait_log("switchyard started").await;
+    plain.post_reload().await; // the reload task has run its startup checks
+    assert!(!plain.logs().contains("mount point"), "{}", plain.logs());
+}

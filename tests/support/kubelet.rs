@@ -14,8 +14,8 @@
 //!   truncate-and-write ([`write_in_place`], [`write_in_place_chunked`]) and
 //!   delete-then-create ([`delete_and_recreate`]).
 //!
-//! The sequences follow /work/shared/notes/configmap.md; the vim one was
-//! checked against `strace` of vim 9 (`:wq` outside /tmp).
+//! The ConfigMap sequence follows the kubelet's AtomicWriter; the vim one is
+//! what `strace` shows vim 9 doing for `:wq` outside /tmp.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
