@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing Switchyard needs beyond Rust itself,
 # only when it is missing:
-#   cmake  - pingora-core builds zlib-ng with it
+#   cmake       - pingora-core builds zlib-ng with it
+#   prometheus  - the tests check the exposition with promtool and scrape
+#                 the proxy with a real Prometheus (Debian's package has both)
+# Set SWITCHYARD_BOOTSTRAP=build to install only what building needs.
 # Safe to run again; prints what it installs.
 set -euo pipefail
 
@@ -33,3 +36,12 @@ if ! have cmake; then
   fi
 fi
 have cmake || { echo "bootstrap: cmake is still missing; install it and retry" >&2; exit 1; }
+
+if [ "${SWITCHYARD_BOOTSTRAP:-all}" != build ]; then
+  if ! have promtool || ! have prometheus; then
+    echo "bootstrap: installing prometheus (promtool and server, for the tests)" >&2
+    apt_install prometheus || { echo "bootstrap: cannot install prometheus; install promtool and prometheus and retry" >&2; exit 1; }
+    # Debian's package may start a service on :9090 where an init system
+    # runs; the tests start their own server and need none.
+  fi
+fi

@@ -4,7 +4,7 @@
 # 127.0.0.1:8080 (admin 127.0.0.1:9901). Ctrl-C stops all three.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/bootstrap.sh
+SWITCHYARD_BOOTSTRAP=build source scripts/bootstrap.sh
 export PATH="$HOME/.local/bin:$PATH"
 cargo build --release
 mkdir -p target/example/app1 target/example/app2

@@ -7,3 +7,9 @@ source scripts/bootstrap.sh
 export PATH="$HOME/.local/bin:$PATH"
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc
+
+# The shipped alert rules: valid, their unit tests pass, and the plain file
+# and the PrometheusRule manifest say the same thing.
+promtool check rules deploy/monitoring/switchyard-rules.yaml
+promtool test rules deploy/monitoring/switchyard-rules.test.yaml
+python3 deploy/monitoring/check-rules-sync.py

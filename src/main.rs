@@ -160,6 +160,7 @@ fn serve(args: ServeArgs) -> u8 {
         drain_delay: seconds(args.drain_delay),
         drain_timeout: seconds(args.drain_timeout),
         poll_interval: Duration::from_secs(args.poll_interval.max(1)),
+        access_log: args.access_log == OnOff::On,
     };
     match switchyard_server::serve(cfg) {
         Ok(()) => 0,

@@ -384,3 +384,76 @@ pub fn routes_yaml(routes: &[(&str, &str)]) -> String {
     }
     s
 }
+
+/// One sample of a Prometheus text exposition.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Parses the samples of a text exposition (comments skipped).
+pub fn parse_exposition(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').expect("sample line");
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let mut map = std::collections::BTreeMap::new();
+        // Label values here never contain `",` so a simple split is enough.
+        for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once("=\"").expect("label");
+            map.insert(k.to_owned(), v.trim_end_matches('"').to_owned());
+        }
+        out.push(Sample {
+            name: name.to_owned(),
+            labels: map,
+            value: value.parse().expect("value"),
+        });
+    }
+    out
+}
+
+/// The value of the one sample named `name` with (at least) `labels`.
+pub fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let found: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .collect();
+    assert!(
+        found.len() <= 1,
+        "{name} {labels:?} matches {} samples",
+        found.len()
+    );
+    found.first().map(|s| s.value)
+}
+
+impl Proxy {
+    /// Admin `GET /metrics`, raw.
+    pub async fn scrape_text(&self) -> String {
+        client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// Admin `GET /metrics`, parsed.
+    pub async fn scrape(&self) -> Vec<Sample> {
+        parse_exposition(&self.scrape_text().await)
+    }
+}

@@ -233,3 +233,36 @@ impl Blackhole {
         }
     }
 }
+
+/// A TCP server that reads a request, writes fixed bytes and closes: for
+/// upstreams that answer garbage or die in the middle of a body.
+pub struct RawServer {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl RawServer {
+    /// Answers every connection with `reply`, then closes it.
+    pub async fn start(reply: &'static [u8]) -> RawServer {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    let _ = sock.write_all(reply).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        RawServer { addr, task }
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

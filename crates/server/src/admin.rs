@@ -11,6 +11,7 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use serde_json::json;
 
+use crate::metrics::Metrics;
 use crate::reload::{ReloadHandle, ReloadResult, Trigger};
 use crate::state::{Lifecycle, SharedSnapshot, Snapshot};
 
@@ -19,15 +20,22 @@ pub struct Admin {
     lifecycle: Arc<Lifecycle>,
     snapshot: SharedSnapshot,
     reload: ReloadHandle,
+    metrics: Arc<Metrics>,
 }
 
 impl Admin {
     /// An admin app over the shared state.
-    pub fn new(lifecycle: Arc<Lifecycle>, snapshot: SharedSnapshot, reload: ReloadHandle) -> Self {
+    pub fn new(
+        lifecycle: Arc<Lifecycle>,
+        snapshot: SharedSnapshot,
+        reload: ReloadHandle,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Admin {
             lifecycle,
             snapshot,
             reload,
+            metrics,
         }
     }
 
@@ -122,6 +130,11 @@ impl ServeHttp for Admin {
                 }
             }
             "/routes" if read => json_response(StatusCode::OK, &self.routes_json()),
+            "/metrics" if read => respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.metrics.encode(),
+            ),
             "/reload" if method == Method::POST => match self.reload.reload(Trigger::Admin).await {
                 Some(report) => {
                     let status = match report.result {
@@ -135,7 +148,9 @@ impl ServeHttp for Admin {
                     "reload task is not running\n",
                 ),
             },
-            "/health" | "/ready" | "/routes" => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
+            "/health" | "/ready" | "/routes" | "/metrics" => {
+                text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
+            }
             "/reload" => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
             _ => text(StatusCode::NOT_FOUND, &format!("404 not found: {path}\n")),
         }

@@ -6,6 +6,7 @@
 //! file, bind, run until a signal, drain, return.
 
 pub mod admin;
+pub mod metrics;
 pub mod proxy;
 pub mod reload;
 mod respond;
@@ -46,6 +47,8 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
     /// How often the file's hash is checked, backing up the watcher.
     pub poll_interval: Duration,
+    /// Whether each request is logged.
+    pub access_log: bool,
 }
 
 /// Why `serve` could not start.
@@ -72,6 +75,9 @@ pub enum ServeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The metrics registry could not be built.
+    #[error("cannot set up metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     /// Both listeners on one address.
     #[error("--listen and --admin-listen are both {0}; they must differ")]
     SameAddress(SocketAddr),
@@ -116,7 +122,10 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     check_bind(cfg.admin_listen, "--admin-listen")?;
 
     let route_count = table.len();
-    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(table, &bytes, 1)));
+    let metrics = Arc::new(metrics::Metrics::new()?);
+    let first = Snapshot::new(table, &bytes, 1, &metrics);
+    metrics.applied_at_startup(&first);
+    let snapshot = Arc::new(ArcSwap::from_pointee(first));
     let lifecycle = Arc::new(Lifecycle::default());
 
     let conf = ServerConf {
@@ -130,12 +139,21 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let router = proxy::Router::new(Arc::clone(&snapshot), Arc::clone(&lifecycle));
+    let router = proxy::Router::new(
+        Arc::clone(&snapshot),
+        Arc::clone(&lifecycle),
+        &metrics,
+        cfg.access_log,
+    );
     let mut proxy_service =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, router, "proxy");
     proxy_service.add_tcp(&cfg.listen.to_string());
 
-    let reloader = reload::Reloader::new(cfg.config_path.clone(), Arc::clone(&snapshot), None);
+    let reloader = reload::Reloader::new(
+        cfg.config_path.clone(),
+        Arc::clone(&snapshot),
+        Arc::clone(&metrics),
+    );
     let (task, reload_handle) = reload::reload_task(reloader, cfg.poll_interval);
     let reload_service =
         background_service("reload", ReloadService(std::sync::Mutex::new(Some(task))));
@@ -146,6 +164,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             Arc::clone(&lifecycle),
             Arc::clone(&snapshot),
             reload_handle,
+            Arc::clone(&metrics),
         )),
     );
     admin_service.add_tcp(&cfg.admin_listen.to_string());

@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -12,22 +13,42 @@ use pingora_http::RequestHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use switchyard_routes::{normalize_path, PathError, Route};
 
+use crate::metrics::{Metrics, RouteMetrics, UpstreamErrorKind, HEALTH, UNMATCHED};
 use crate::respond;
-use crate::state::{peer_for, InFlight, Lifecycle, SharedSnapshot, Snapshot, Target};
+use crate::state::{peer_for, InFlight, Lifecycle, RouteRuntime, SharedSnapshot, Snapshot, Target};
 
 /// The `ProxyHttp` implementation behind `--listen`.
 pub struct Router {
     snapshot: SharedSnapshot,
     lifecycle: Arc<Lifecycle>,
+    unmatched: RouteMetrics,
+    health: RouteMetrics,
+    access_log: bool,
 }
 
 impl Router {
     /// A router serving whatever table `snapshot` holds at each request.
-    pub fn new(snapshot: SharedSnapshot, lifecycle: Arc<Lifecycle>) -> Self {
+    pub fn new(
+        snapshot: SharedSnapshot,
+        lifecycle: Arc<Lifecycle>,
+        metrics: &Metrics,
+        access_log: bool,
+    ) -> Self {
         Router {
             snapshot,
             lifecycle,
+            unmatched: metrics.route_handles(UNMATCHED),
+            health: metrics.route_handles(HEALTH),
+            access_log,
         }
+    }
+
+    /// The metric handles a finished request is counted under.
+    fn metrics_for<'a>(&'a self, ctx: &'a RequestCtx) -> &'a RouteMetrics {
+        if ctx.health {
+            return &self.health;
+        }
+        ctx.runtime().map_or(&self.unmatched, |rt| &rt.metrics)
     }
 }
 
@@ -43,6 +64,15 @@ pub struct RequestCtx {
     attempts: usize,
     /// Address of the upstream chosen by the latest attempt.
     upstream_addr: Option<SocketAddr>,
+    /// When the request arrived.
+    started: Instant,
+    /// Answered by the main listener's own `/health`.
+    health: bool,
+    /// The status fail_to_proxy answered (or would have) with.
+    error_code: u16,
+    /// The request target as the client sent it, kept only when it was
+    /// rewritten and the access log wants it.
+    client_uri: Option<http::Uri>,
     _in_flight: InFlight,
 }
 
@@ -50,6 +80,10 @@ impl RequestCtx {
     fn route(&self) -> Option<(&Route, &Snapshot)> {
         let snap = self.snapshot.as_deref()?;
         Some((snap.table.route(self.route?)?, snap))
+    }
+
+    fn runtime(&self) -> Option<&RouteRuntime> {
+        self.snapshot.as_deref()?.runtime.get(self.route?)
     }
 }
 
@@ -68,6 +102,10 @@ impl ProxyHttp for Router {
             first: 0,
             attempts: 0,
             upstream_addr: None,
+            started: Instant::now(),
+            health: false,
+            error_code: 0,
+            client_uri: None,
             _in_flight: self.lifecycle.track(),
         }
     }
@@ -83,6 +121,7 @@ impl ProxyHttp for Router {
             }
         };
         if normalized == "/health" {
+            ctx.health = true;
             let (status, body) = if self.lifecycle.is_draining() {
                 (503, "draining\n")
             } else {
@@ -105,6 +144,9 @@ impl ProxyHttp for Router {
         // form, like every other request.
         if forward != path || session.req_header().uri.authority().is_some() {
             let new_uri = rewrite_path(session.req_header(), forward)?;
+            if self.access_log {
+                ctx.client_uri = Some(session.req_header().uri.clone());
+            }
             session.req_header_mut().set_uri(new_uri);
         }
         ctx.route = Some(route.index);
@@ -147,6 +189,7 @@ impl ProxyHttp for Router {
                 Target::Name { host, port } => match resolve(host, *port).await {
                     Ok(addr) => Box::new(peer_for(route, addr)),
                     Err(e) => {
+                        runtime.metrics.upstream_error(UpstreamErrorKind::Connect);
                         last_err = Some(e);
                         continue;
                     }
@@ -169,6 +212,13 @@ impl ProxyHttp for Router {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        if let Some(rt) = ctx.runtime() {
+            let kind = match e.etype() {
+                ErrorType::ConnectTimedout => UpstreamErrorKind::Timeout,
+                _ => UpstreamErrorKind::Connect,
+            };
+            rt.metrics.upstream_error(kind);
+        }
         // A server that refuses (or cannot be reached) is skipped for the
         // next one; the request fails only when every upstream has failed.
         let remaining = ctx
@@ -214,6 +264,38 @@ impl ProxyHttp for Router {
         Ok(())
     }
 
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let code = match session.response_written() {
+            Some(resp) => resp.status.as_u16(),
+            // No response went out: the error code we chose, or 499
+            // (nginx's "client closed the request") when the client left.
+            None if ctx.error_code > 0 => ctx.error_code,
+            None => 499,
+        };
+        let elapsed = ctx.started.elapsed();
+        self.metrics_for(ctx).request(code, elapsed);
+        if self.access_log {
+            let req = session.req_header();
+            let uri = ctx.client_uri.as_ref().unwrap_or(&req.uri);
+            let route = match ctx.route() {
+                Some((r, _)) => r.path.as_str(),
+                None if ctx.health => HEALTH,
+                None => UNMATCHED,
+            };
+            tracing::info!(
+                target: "switchyard::access",
+                method = req.method.as_str(),
+                path = %uri,
+                route,
+                status = code,
+                upstream = ctx.upstream_addr.map(tracing::field::display),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                bytes = session.body_bytes_sent(),
+                "request"
+            );
+        }
+    }
+
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
         // Upstream failures are reported by fail_to_proxy with the route.
         matches!(error.esource(), ErrorSource::Upstream)
@@ -241,8 +323,21 @@ impl ProxyHttp for Router {
                 ErrorSource::Internal | ErrorSource::Unset => 500,
             },
         };
+        ctx.error_code = code;
         let route = ctx.route().map(|(r, _)| r.key()).unwrap_or_default();
         if *e.esource() == ErrorSource::Upstream {
+            // Connect failures were counted per attempt in fail_to_connect
+            // (or upstream_peer, for names that do not resolve).
+            let kind = match e.etype() {
+                t if is_connect_error(t) => None,
+                ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                    Some(UpstreamErrorKind::Timeout)
+                }
+                _ => Some(UpstreamErrorKind::Other),
+            };
+            if let (Some(kind), Some(rt)) = (kind, ctx.runtime()) {
+                rt.metrics.upstream_error(kind);
+            }
             tracing::warn!(
                 route = %route,
                 upstream = ?ctx.upstream_addr,
@@ -285,6 +380,20 @@ impl ProxyHttp for Router {
             can_reuse_downstream: written && !closing,
         }
     }
+}
+
+/// Errors from establishing a connection, counted per attempt.
+fn is_connect_error(t: &ErrorType) -> bool {
+    matches!(
+        t,
+        ErrorType::ConnectTimedout
+            | ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError
+            | ErrorType::BindError
+            | ErrorType::SocketError
+            | ErrorType::ConnectProxyFailure
+    )
 }
 
 /// The host a request is for: the `Host` header, or the authority of an

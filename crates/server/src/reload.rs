@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use switchyard_routes::Route;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics::Metrics;
 use crate::state::{sha256_hex, SharedSnapshot, Snapshot};
 
 /// Stands in for the hash of a file that could not be read.
@@ -90,12 +91,6 @@ pub struct ReloadReport {
     pub duration: Duration,
 }
 
-/// Something that wants to know about every attempt (metrics).
-pub trait ReloadObserver: Send + Sync {
-    /// Called once per attempt, after the swap (if any).
-    fn observe(&self, report: &ReloadReport, snapshot: &Snapshot);
-}
-
 /// Reads, checks and applies the routes file. Owned by the reload task.
 pub struct Reloader {
     path: PathBuf,
@@ -103,22 +98,18 @@ pub struct Reloader {
     last_error: Arc<Mutex<Option<String>>>,
     /// Hash of the last bytes rejected, so the poll does not retry them.
     last_rejected: Mutex<Option<String>>,
-    observer: Option<Arc<dyn ReloadObserver>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Reloader {
     /// A reloader for `path` that stores into `snapshot`.
-    pub fn new(
-        path: PathBuf,
-        snapshot: SharedSnapshot,
-        observer: Option<Arc<dyn ReloadObserver>>,
-    ) -> Self {
+    pub fn new(path: PathBuf, snapshot: SharedSnapshot, metrics: Arc<Metrics>) -> Self {
         Reloader {
             path,
             snapshot,
             last_error: Arc::new(Mutex::new(None)),
             last_rejected: Mutex::new(None),
-            observer,
+            metrics,
         }
     }
 
@@ -146,7 +137,12 @@ impl Reloader {
                 }
                 let text = String::from_utf8_lossy(&bytes);
                 match switchyard_routes::load(&shown, &text) {
-                    Ok(table) => Ok(Some(Snapshot::new(table, &bytes, current.generation + 1))),
+                    Ok(table) => Ok(Some(Snapshot::new(
+                        table,
+                        &bytes,
+                        current.generation + 1,
+                        &self.metrics,
+                    ))),
                     Err(errors) => {
                         self.set_rejected(Some(hash));
                         Err(errors.to_string())
@@ -188,9 +184,7 @@ impl Reloader {
         }
         report.duration = started.elapsed();
         log_report(&report, trigger);
-        if let Some(obs) = &self.observer {
-            obs.observe(&report, &self.snapshot.load());
-        }
+        self.metrics.reload_attempt(&report, &self.snapshot.load());
         report
     }
 

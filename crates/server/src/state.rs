@@ -11,6 +11,8 @@ use pingora_core::upstreams::peer::HttpPeer;
 use sha2::{Digest, Sha256};
 use switchyard_routes::{Route, Table, Upstream};
 
+use crate::metrics::{Metrics, RouteMetrics};
+
 /// How to reach one upstream server, prepared when the table is built.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -30,6 +32,8 @@ pub enum Target {
 pub struct RouteRuntime {
     /// One target per upstream, in the route's order.
     pub targets: Vec<Target>,
+    /// This route's metric handles, built once per table.
+    pub metrics: RouteMetrics,
     /// Round-robin position; starts over with each new table.
     next: AtomicUsize,
 }
@@ -60,12 +64,13 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Prepares a compiled table for serving.
-    pub fn new(table: Table, bytes: &[u8], generation: u64) -> Self {
+    pub fn new(table: Table, bytes: &[u8], generation: u64, metrics: &Metrics) -> Self {
         let runtime = table
             .routes()
             .iter()
             .map(|r| RouteRuntime {
                 targets: r.upstreams.iter().map(|u| target(r, u)).collect(),
+                metrics: metrics.route_handles(&r.path),
                 next: AtomicUsize::new(0),
             })
             .collect();

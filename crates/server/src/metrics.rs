@@ -1,0 +1,290 @@
+//! Prometheus metrics, in an explicit registry created at startup and
+//! passed down (never the global default registry), so one process could
+//! run two proxies and a test can read exactly what one exposes.
+//!
+//! Names, types and labels are part of the interface (the contract's
+//! *Metrics* table). Request metrics are labelled by the *configured*
+//! route path, never the raw request path, so cardinality is bounded by
+//! the routes ever configured.
+
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::reload::{ReloadReport, ReloadResult};
+use crate::state::Snapshot;
+
+/// Label value for requests that matched no route.
+pub const UNMATCHED: &str = "unmatched";
+/// Label value for the main listener's own `/health`.
+pub const HEALTH: &str = "/health";
+
+/// Reload timing: a small file reloads in well under a millisecond, so the
+/// buckets start at 50 µs.
+const RELOAD_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+/// Request timing, from a fast local upstream to a long poll.
+const REQUEST_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+/// Why an upstream attempt failed, as the `kind` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    /// Refused, unreachable, or a name that does not resolve.
+    Connect,
+    /// Connect, read or write timed out.
+    Timeout,
+    /// Anything else: a bad response, a connection dropped mid-body.
+    Other,
+}
+
+impl UpstreamErrorKind {
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::Other => "other",
+        }
+    }
+}
+
+/// Every Switchyard metric, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    reloads: IntCounterVec,
+    last_reload_successful: IntGauge,
+    last_success_timestamp: prometheus::Gauge,
+    generation: IntGauge,
+    info: IntGaugeVec,
+    reload_duration: Histogram,
+    routes: IntGauge,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_errors: IntCounterVec,
+}
+
+impl Metrics {
+    /// Creates the registry and registers everything, process metrics
+    /// included. Fails only on a programming error (a duplicate name).
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "switchyard_config_reloads_total",
+                "Reload attempts by result (success, failure, unchanged).",
+            ),
+            &["result"],
+        )?;
+        let last_reload_successful = IntGauge::new(
+            "switchyard_config_last_reload_successful",
+            "1 if the last reload attempt applied the file or found it unchanged, 0 if it was rejected.",
+        )?;
+        let last_success_timestamp = prometheus::Gauge::new(
+            "switchyard_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last applied table (startup counts).",
+        )?;
+        let generation = IntGauge::new(
+            "switchyard_config_generation",
+            "Generation of the applied routing table: 1 at startup, +1 per applied reload.",
+        )?;
+        let info = IntGaugeVec::new(
+            Opts::new(
+                "switchyard_config_info",
+                "Always 1, labelled with the SHA-256 of the applied file.",
+            ),
+            &["sha256"],
+        )?;
+        let reload_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "switchyard_config_reload_duration_seconds",
+                "Time to read, parse, build and swap a routes file.",
+            )
+            .buckets(RELOAD_BUCKETS.to_vec()),
+        )?;
+        let routes = IntGauge::new("switchyard_routes", "Routes in the applied table.")?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "switchyard_http_requests_total",
+                "Requests on the main listener by configured route path (unmatched when none) and status code.",
+            ),
+            &["route", "code"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "switchyard_http_request_duration_seconds",
+                "Full request time on the main listener, by configured route path.",
+            )
+            .buckets(REQUEST_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "switchyard_upstream_errors_total",
+                "Failed upstream attempts by route and kind (connect, timeout, other).",
+            ),
+            &["route", "kind"],
+        )?;
+
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(last_reload_successful.clone()))?;
+        registry.register(Box::new(last_success_timestamp.clone()))?;
+        registry.register(Box::new(generation.clone()))?;
+        registry.register(Box::new(info.clone()))?;
+        registry.register(Box::new(reload_duration.clone()))?;
+        registry.register(Box::new(routes.clone()))?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+
+        // Every result shows from the start, at 0, so `increase()` and
+        // alerts work before the first failure ever happens.
+        for r in [
+            ReloadResult::Success,
+            ReloadResult::Failure,
+            ReloadResult::Unchanged,
+        ] {
+            reloads.with_label_values(&[r.as_str()]);
+        }
+        Ok(Metrics {
+            registry,
+            reloads,
+            last_reload_successful,
+            last_success_timestamp,
+            generation,
+            info,
+            reload_duration,
+            routes,
+            requests,
+            request_duration,
+            upstream_errors,
+        })
+    }
+
+    /// Records the table loaded at startup (not a reload attempt).
+    pub fn applied_at_startup(&self, snapshot: &Snapshot) {
+        self.last_reload_successful.set(1);
+        self.record_applied(snapshot);
+    }
+
+    fn record_applied(&self, snapshot: &Snapshot) {
+        self.generation
+            .set(i64::try_from(snapshot.generation).unwrap_or(i64::MAX));
+        self.routes
+            .set(i64::try_from(snapshot.table.len()).unwrap_or(i64::MAX));
+        // One series only: the hash of the file serving now.
+        self.info.reset();
+        self.info
+            .with_label_values(&[snapshot.sha256.as_str()])
+            .set(1);
+        self.last_success_timestamp
+            .set(unix_seconds(snapshot.loaded_at));
+    }
+
+    /// The text exposition of everything registered.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+
+    /// Metric handles for one route, to be cached with the route so the
+    /// request path never builds label sets.
+    pub fn route_handles(&self, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            route: route.to_owned(),
+            requests: self.requests.clone(),
+            duration: self.request_duration.with_label_values(&[route]),
+            upstream_errors: self.upstream_errors.clone(),
+            errors: Default::default(),
+            common: Default::default(),
+        }
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Metrics {
+    /// Records one reload attempt; `snapshot` is the table serving after it.
+    pub fn reload_attempt(&self, report: &ReloadReport, snapshot: &Snapshot) {
+        self.reloads
+            .with_label_values(&[report.result.as_str()])
+            .inc();
+        self.reload_duration.observe(report.duration.as_secs_f64());
+        match report.result {
+            ReloadResult::Failure => self.last_reload_successful.set(0),
+            ReloadResult::Unchanged => self.last_reload_successful.set(1),
+            ReloadResult::Success => {
+                self.last_reload_successful.set(1);
+                self.record_applied(snapshot);
+            }
+        }
+    }
+}
+
+/// Status codes whose counters are cached per route; others are looked up.
+const COMMON_CODES: [u16; 10] = [200, 204, 206, 301, 302, 304, 400, 404, 502, 504];
+
+/// One route's metric handles (or the `unmatched` / `/health` ones).
+pub struct RouteMetrics {
+    route: String,
+    requests: IntCounterVec,
+    duration: Histogram,
+    upstream_errors: IntCounterVec,
+    /// Created on first use, so routes without errors add no series.
+    errors: [OnceLock<IntCounter>; 3],
+    common: [OnceLock<IntCounter>; COMMON_CODES.len()],
+}
+
+impl RouteMetrics {
+    /// Counts one finished request.
+    pub fn request(&self, code: u16, elapsed: Duration) {
+        self.duration.observe(elapsed.as_secs_f64());
+        match COMMON_CODES.iter().position(|&c| c == code) {
+            Some(i) => self.common[i].get_or_init(|| self.counter(code)).inc(),
+            None => self.counter(code).inc(),
+        }
+    }
+
+    fn counter(&self, code: u16) -> IntCounter {
+        let code = code.to_string();
+        self.requests
+            .with_label_values(&[self.route.as_str(), code.as_str()])
+    }
+
+    /// Counts one failed upstream attempt.
+    pub fn upstream_error(&self, kind: UpstreamErrorKind) {
+        self.errors[kind.index()]
+            .get_or_init(|| {
+                self.upstream_errors
+                    .with_label_values(&[self.route.as_str(), kind.label()])
+            })
+            .inc();
+    }
+}
+
+impl std::fmt::Debug for RouteMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteMetrics")
+            .field("route", &self.route)
+            .finish()
+    }
+}
