@@ -130,9 +130,11 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
 
     let conf = ServerConf {
         threads: cfg.threads.max(1),
-        // Pingora's stock SIGTERM path sleeps this long unconditionally; the
-        // drain watcher in `shutdown` exits as soon as requests finish.
-        grace_period_seconds: Some(cfg.drain_timeout.as_secs()),
+        // Pingora's stock SIGTERM path sleeps this long unconditionally (300 s
+        // by default). The drain watcher in `shutdown` ends the process as
+        // soon as requests finish, or at the drain timeout; this is only a
+        // backstop a little beyond it.
+        grace_period_seconds: Some(cfg.drain_timeout.as_secs() + 2),
         graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
