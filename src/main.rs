@@ -8,6 +8,11 @@ use std::time::Duration;
 
 mod reload_client;
 
+/// Many threads allocate and free request buffers; glibc's malloc showed
+/// lock contention there, mimalloc does not (benches/README.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use switchyard_server::{ServeConfig, ServeError};
 
