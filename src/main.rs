@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod import_nginx;
 mod reload_client;
 
 /// Many threads allocate and free request buffers; glibc's malloc showed
@@ -38,6 +39,11 @@ enum Command {
         /// The proxy's admin listener [default: $SWITCHYARD_ADMIN_LISTEN, else 127.0.0.1:9901].
         #[arg(long, env = "SWITCHYARD_ADMIN")]
         admin: Option<String>,
+    },
+    /// Print a routes.yaml equivalent to an nginx.conf's upstreams and prefix locations, refusing with line numbers what cannot be translated (exit 0 translated, 1 untranslatable parts, 2 unreadable).
+    ImportNginx {
+        /// The nginx.conf to translate.
+        file: PathBuf,
     },
 }
 
@@ -85,15 +91,23 @@ struct ServeArgs {
     /// Seconds between checks of the file's hash, backing up the watcher.
     #[arg(long, env = "SWITCHYARD_POLL_INTERVAL", default_value_t = 10)]
     poll_interval: u64,
-    /// Proxies whose X-Forwarded-* headers are trusted (CIDR, comma-separated).
-    #[arg(long, env = "SWITCHYARD_TRUSTED_PROXIES", value_delimiter = ',')]
-    trusted_proxies: Vec<String>,
+    /// Proxies whose X-Forwarded-For/-Proto are believed (CIDR or address, comma-separated).
+    #[arg(long, env = "SWITCHYARD_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    trusted_proxies: Vec<ipnet::IpNet>,
     /// Seconds to keep serving after SIGTERM while readiness reports 503.
     #[arg(long, env = "SWITCHYARD_DRAIN_DELAY", default_value_t = 5.0)]
     drain_delay: f64,
     /// Seconds in-flight requests get to finish once the listeners close.
     #[arg(long, env = "SWITCHYARD_DRAIN_TIMEOUT", default_value_t = 20.0)]
     drain_timeout: f64,
+}
+
+/// `10.0.0.0/8`, or a bare address meaning just that address.
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not a CIDR (10.0.0.0/8) or an IP address"))
 }
 
 fn main() -> ExitCode {
@@ -106,6 +120,7 @@ fn run(cli: Cli) -> u8 {
         Command::Check { path } => check(&path),
         Command::Serve(args) => serve(args),
         Command::Reload { admin } => reload(admin),
+        Command::ImportNginx { file } => import_nginx::run(&file),
     }
 }
 
@@ -166,6 +181,7 @@ fn serve(args: ServeArgs) -> u8 {
         drain_timeout: seconds(args.drain_timeout),
         poll_interval: Duration::from_secs(args.poll_interval.max(1)),
         access_log: args.access_log == OnOff::On,
+        trusted_proxies: args.trusted_proxies,
     };
     match switchyard_server::serve(cfg) {
         Ok(()) => 0,

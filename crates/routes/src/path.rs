@@ -73,6 +73,10 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, PathError> {
     if !path.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
+    // Nearly every path has no dot segment; without a '.' or '%' it cannot.
+    if !path.bytes().any(|b| b == b'.' || b == b'%') {
+        return Ok(Cow::Borrowed(path));
+    }
     let segments = || path[1..].split('/');
     if !segments().any(|s| dot_kind(s).is_some()) {
         return Ok(Cow::Borrowed(path));

@@ -6,6 +6,7 @@
 //! file, bind, run until a signal, drain, return.
 
 pub mod admin;
+pub mod forwarded;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
@@ -50,6 +51,8 @@ pub struct ServeConfig {
     pub poll_interval: Duration,
     /// Whether each request is logged.
     pub access_log: bool,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Why `serve` could not start.
@@ -155,6 +158,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     // each shard spells the port with its own number of leading zeros
     // (`:8080`, `:08080`, …), which parses to the same address.
     let shards = cfg.threads.max(1);
+    let trusted: Arc<[ipnet::IpNet]> = cfg.trusted_proxies.clone().into();
     let mut proxy_services = Vec::with_capacity(shards);
     for shard in 0..shards {
         let router = proxy::Router::new(
@@ -162,6 +166,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             Arc::clone(&lifecycle),
             &metrics,
             cfg.access_log,
+            Arc::clone(&trusted),
         );
         let mut service = pingora_proxy::http_proxy_service_with_name(
             &server.configuration,

@@ -2,7 +2,7 @@
 //! under, forward it, and answer for ourselves when there is nothing to
 //! forward to.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,6 +13,7 @@ use pingora_http::RequestHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use switchyard_routes::{normalize_path, PathError, Route};
 
+use crate::forwarded::forwarded;
 use crate::metrics::{Metrics, RouteMetrics, UpstreamErrorKind, HEALTH, UNMATCHED};
 use crate::respond;
 use crate::state::{peer_for, InFlight, Lifecycle, RouteRuntime, SharedSnapshot, Snapshot, Target};
@@ -24,6 +25,7 @@ pub struct Router {
     unmatched: RouteMetrics,
     health: RouteMetrics,
     access_log: bool,
+    trusted: Arc<[ipnet::IpNet]>,
 }
 
 impl Router {
@@ -33,6 +35,7 @@ impl Router {
         lifecycle: Arc<Lifecycle>,
         metrics: &Metrics,
         access_log: bool,
+        trusted: Arc<[ipnet::IpNet]>,
     ) -> Self {
         Router {
             snapshot,
@@ -40,6 +43,7 @@ impl Router {
             unmatched: metrics.route_handles(UNMATCHED),
             health: metrics.route_handles(HEALTH),
             access_log,
+            trusted,
         }
     }
 
@@ -142,12 +146,32 @@ impl ProxyHttp for Router {
         let forward = route.upstream_path(&normalized);
         // An absolute-form target (`GET http://host/x`) is sent on in origin
         // form, like every other request.
-        if forward != path || session.req_header().uri.authority().is_some() {
+        let absolute = absolute_form_authority(session.req_header().raw_path());
+        if forward != path || absolute.is_some() {
             let new_uri = rewrite_path(session.req_header(), forward)?;
+            // The upstream gets the host the request was routed by; pingora
+            // has already refused an absolute-form target whose authority
+            // differs from a Host header, so only a missing one is filled in.
+            let host = match absolute {
+                Some(a)
+                    if session
+                        .req_header()
+                        .headers
+                        .get(http::header::HOST)
+                        .is_none() =>
+                {
+                    Some(a.to_owned())
+                }
+                _ => None,
+            };
             if self.access_log {
                 ctx.client_uri = Some(session.req_header().uri.clone());
             }
-            session.req_header_mut().set_uri(new_uri);
+            let req = session.req_header_mut();
+            req.set_uri(new_uri);
+            if let Some(host) = host {
+                req.insert_header(http::header::HOST, host)?;
+            }
         }
         ctx.route = Some(route.index);
         ctx.snapshot = Some(snapshot);
@@ -239,28 +263,33 @@ impl ProxyHttp for Router {
         upstream: &mut RequestHeader,
         _ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let client_ip = session
+        let Some(peer) = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        if let Some(ip) = client_ip {
-            let ip = canonical_ip(ip).to_string();
-            let xff = match upstream.headers.get(X_FORWARDED_FOR) {
-                Some(prev) if !prev.is_empty() => {
-                    let mut v = prev.as_bytes().to_vec();
-                    v.extend_from_slice(b", ");
-                    v.extend_from_slice(ip.as_bytes());
-                    v
-                }
-                _ => ip.clone().into_bytes(),
-            };
-            // Several X-Forwarded-For lines mean the same as one joined
-            // list; fold them into one so the append lands at the end.
-            upstream.remove_header(X_FORWARDED_FOR);
-            upstream.insert_header(X_FORWARDED_FOR, xff)?;
-            upstream.insert_header(X_REAL_IP, ip)?;
-        }
-        upstream.insert_header(X_FORWARDED_PROTO, "http")?;
+            .map(|a| a.ip())
+        else {
+            // Not an IP connection (cannot happen on a TCP listener): send
+            // nothing we cannot vouch for.
+            upstream.remove_header(X_REAL_IP);
+            upstream.insert_header(X_FORWARDED_PROTO, "http")?;
+            return Ok(());
+        };
+        let incoming: Vec<&str> = upstream
+            .headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let proto = upstream
+            .headers
+            .get(X_FORWARDED_PROTO)
+            .and_then(|v| v.to_str().ok());
+        let f = forwarded(peer, &incoming, proto, &self.trusted);
+        // Several X-Forwarded-For lines mean one list; send it as one line.
+        upstream.remove_header(X_FORWARDED_FOR);
+        upstream.insert_header(X_FORWARDED_FOR, f.x_forwarded_for)?;
+        upstream.insert_header(X_REAL_IP, f.real_ip.to_string())?;
+        upstream.insert_header(X_FORWARDED_PROTO, f.proto)?;
         Ok(())
     }
 
@@ -396,13 +425,28 @@ fn is_connect_error(t: &ErrorType) -> bool {
     )
 }
 
-/// The host a request is for: the `Host` header, or the authority of an
-/// absolute-form target when there is no header.
+/// The host a request is for: the `Host` header, or for an absolute-form
+/// target without one, the target's authority. (Pingora refuses a request
+/// whose absolute-form authority and `Host` differ, RFC 9112 §3.2.2.)
 fn request_host(req: &RequestHeader) -> Option<&str> {
     req.headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .or_else(|| absolute_form_authority(req.raw_path()))
+}
+
+/// `host[:port]` of an absolute-form request target (`http://h:p/x`),
+/// without any `user@`; `None` for an origin-form target (`/x`). Pingora
+/// keeps the target as sent and would forward it unchanged.
+fn absolute_form_authority(raw: &[u8]) -> Option<&str> {
+    let raw = std::str::from_utf8(raw).ok()?;
+    let scheme_end = raw.find("://")?;
+    if raw.starts_with('/') || !raw[..scheme_end].bytes().all(|b| b.is_ascii_alphabetic()) {
+        return None;
+    }
+    let rest = &raw[scheme_end + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    Some(authority.rsplit('@').next().unwrap_or(authority))
 }
 
 /// The request target with its path replaced and its query kept.
@@ -415,15 +459,6 @@ fn rewrite_path(req: &RequestHeader, path: &str) -> Result<http::Uri> {
         .path_and_query(pq)
         .build()
         .map_err(|e| Error::because(ErrorType::InternalError, "rewriting the request path", e))
-}
-
-/// IPv4 clients on a dual-stack socket appear as `::ffff:a.b.c.d`; report
-/// them as the IPv4 address upstreams expect.
-fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 /// Resolves a DNS name without blocking the runtime.

@@ -1,0 +1,189 @@
+//! Hostile and malformed input, end to end with raw bytes on a socket:
+//! path tricks, forwarding headers, request smuggling, oversized and
+//! invalid requests. Each case states the exact bytes and what must come
+//! back; README "Failure modes and limits" records the answers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::upstream::Echo;
+use support::{routes_yaml, Proxy, Upstream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Sends `bytes` on a fresh connection and reads until the proxy closes it
+/// or goes quiet; returns everything received.
+async fn exchange(proxy: &Proxy, bytes: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match tokio::time::timeout(Duration::from_millis(1500), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn statuses(resp: &str) -> Vec<u16> {
+    resp.match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| resp[i + 9..].get(..3)?.parse().ok())
+        .collect()
+}
+
+/// One malformed-request case: the bytes sent, the one status that must
+/// come back, and whether the upstream may see the request's head at all.
+struct Case {
+    name: &'static str,
+    bytes: Vec<u8>,
+    status: u16,
+    reaches_upstream: bool,
+}
+
+fn case(name: &'static str, bytes: &[u8], status: u16, reaches_upstream: bool) -> Case {
+    Case {
+        name,
+        bytes: bytes.to_vec(),
+        status,
+        reaches_upstream,
+    }
+}
+
+/// Request smuggling and malformed requests: each gets exactly one 4xx
+/// (and the connection closes), never two requests upstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_and_smuggling_requests_are_refused() {
+    let up = Upstream::start("a").await;
+    let proxy = Proxy::start(&routes_yaml(&[("/app1", &up.host_port())])).await;
+    let big_line = format!(
+        "GET /app1/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let mut many_headers = String::from("GET /app1 HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..200 {
+        many_headers.push_str(&format!("X-H{i}: {}\r\n", "v".repeat(1000)));
+    }
+    many_headers.push_str("\r\n");
+    let cases = [
+        case("conflicting Content-Length", b"POST /app1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400, false),
+        case("Content-Length list", b"POST /app1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\nhello", 400, false),
+        case("negative Content-Length", b"POST /app1 HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400, false),
+        case("unknown Transfer-Encoding", b"POST /app1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 400, false),
+        case("chunked not last", b"POST /app1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n", 400, false),
+        // The head is valid and already forwarded when the bad size arrives;
+        // the upstream sees one request with a broken body, the client a 400.
+        case("bad chunk size", b"POST /app1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400, true),
+        case("100 KB request line", big_line.as_bytes(), 400, false),
+        case("200 KB of headers", many_headers.as_bytes(), 431, false),
+        case("invalid method", b"G@T /app1 HTTP/1.1\r\nHost: x\r\n\r\n", 400, false),
+        case("obsolete line folding", b"GET /app1 HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400, false),
+        case("space before colon", b"GET /app1 HTTP/1.1\r\nHost : x\r\n\r\n", 400, false),
+        case("HTTP/0.9 request", b"GET /app1\r\n\r\n", 400, false),
+        case("absolute form, other Host", b"GET http://dev.example.com/app1/x HTTP/1.1\r\nHost: other\r\n\r\n", 400, false),
+        case("path above the root", b"GET /app1/%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", 400, false),
+    ];
+    for c in cases {
+        let before = up.hits();
+        let resp = exchange(&proxy, &c.bytes).await;
+        assert_eq!(statuses(&resp), [c.status], "{}: {resp}", c.name);
+        let reached = up.hits() - before;
+        assert!(
+            reached <= usize::from(c.reaches_upstream),
+            "{}: reached the upstream {reached} times",
+            c.name
+        );
+    }
+}
+
+/// Content-Length with Transfer-Encoding: the chunked framing wins, the
+/// upstream gets one request without the Content-Length, and the bytes
+/// after the chunked body are never forwarded as a second request.
+#[tokio::test(flavor = "multi_thread")]
+async fn content_length_with_transfer_encoding_is_one_request() {
+    let up = Upstream::start("a").await;
+    let proxy = Proxy::start(&routes_yaml(&[("/app1", &up.host_port())])).await;
+    let resp = exchange(
+        &proxy,
+        b"POST /app1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /app1/smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&resp), [200], "{resp}");
+    assert_eq!(up.hits(), 1);
+    let body = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
+    let echo: Echo = serde_json::from_str(body).unwrap();
+    assert_eq!(echo.uri, "/app1");
+    assert!(
+        echo.header("content-length").is_empty(),
+        "{:?}",
+        echo.headers
+    );
+    assert!(!resp.contains("smuggled"));
+}
+
+/// An absolute-form target is routed by its authority and reaches the
+/// upstream in origin form, with a matching Host.
+#[tokio::test(flavor = "multi_thread")]
+async fn absolute_form_targets_route_by_their_host() {
+    let (a, b) = tokio::join!(Upstream::start("any"), Upstream::start("dev"));
+    let proxy = Proxy::start(&format!(
+        "routes:\n  - {{path: /app1, upstream: '{}'}}\n  - {{path: /app1, host: dev.example.com, upstream: '{}'}}\n",
+        a.host_port(),
+        b.host_port()
+    ))
+    .await;
+    for req in [
+        &b"GET http://dev.example.com/app1/x?q=1 HTTP/1.1\r\nHost: dev.example.com\r\n\r\n"[..],
+        &b"GET http://dev.example.com/app1/x?q=1 HTTP/1.1\r\n\r\n"[..],
+    ] {
+        let resp = exchange(&proxy, req).await;
+        assert_eq!(statuses(&resp), [200], "{resp}");
+        let echo: Echo = serde_json::from_str(&resp[resp.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        assert_eq!(echo.upstream, "dev");
+        assert_eq!(echo.uri, "/app1/x?q=1");
+        assert_eq!(echo.header("host"), ["dev.example.com"]);
+    }
+}
+
+/// Without `--trusted-proxies` the client's X-Real-IP and X-Forwarded-Proto
+/// are overwritten (tested in proxy.rs); with the client's range trusted,
+/// X-Forwarded-Proto is kept and X-Real-IP is the right-most untrusted
+/// X-Forwarded-For address.
+#[tokio::test(flavor = "multi_thread")]
+async fn trusted_proxies_are_believed() {
+    let up = Upstream::start("a").await;
+    let proxy = Proxy::start_with(
+        &routes_yaml(&[("/app1", &up.host_port())]),
+        &["--trusted-proxies", "127.0.0.0/8,10.0.0.0/8"],
+    )
+    .await;
+    let echo: Echo = support::client()
+        .get(proxy.url("/app1"))
+        .header("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.1.1.1")
+        .header("x-forwarded-proto", "https")
+        .header("x-real-ip", "1.1.1.1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echo.header("x-real-ip"), ["203.0.113.9"]);
+    assert_eq!(echo.header("x-forwarded-proto"), ["https"]);
+    assert_eq!(
+        echo.header("x-forwarded-for"),
+        ["6.6.6.6, 203.0.113.9, 10.1.1.1, 127.0.0.1"]
+    );
+    let (code, _, err) = support::run_cli(&[
+        "serve",
+        "--config",
+        "/nonexistent",
+        "--trusted-proxies",
+        "10.0.0.0/33",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a CIDR"), "{err}");
+}
