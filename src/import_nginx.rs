@@ -554,10 +554,11 @@ impl Translator<'_> {
     }
 
     fn ignore(&mut self, d: &Directive, why: Ignored) {
-        self.ignored
-            .entry(why)
-            .or_default()
-            .push((d.name.clone(), d.line));
+        self.ignore_as(d.name.clone(), d.line, why);
+    }
+
+    fn ignore_as(&mut self, what: String, line: usize, why: Ignored) {
+        self.ignored.entry(why).or_default().push((what, line));
     }
 
     /// Reports `d` as untranslatable, with the reason for its kind.
@@ -655,7 +656,7 @@ impl Translator<'_> {
         // anything, and it is not read.
         if let [file] = d.args.as_slice() {
             if file.rsplit('/').next() == Some("mime.types") {
-                self.ignore(d, Ignored::Files);
+                self.ignore_as("include mime.types".into(), d.line, Ignored::Files);
                 return;
             }
         }
@@ -1060,6 +1061,7 @@ impl Translator<'_> {
     fn finish_servers(&mut self) {
         let count = self.servers.len();
         let Some(first) = self.servers.first() else {
+            self.note(1, "no server blocks: nothing to route");
             return;
         };
         let (first_line, first_ports) = (first.line, first.ports.clone());
@@ -1067,7 +1069,7 @@ impl Translator<'_> {
         self.note(
             first_line,
             format!(
-                "nginx listened on port {ports}; Switchyard listens where --listen says (default 0.0.0.0:8080) - point the Service's targetPort there"
+                "nginx listened on port {ports}; Switchyard listens where --listen says (default 0.0.0.0:8080), so point the Service's targetPort there"
             ),
         );
         if count == 1 {
@@ -2230,7 +2232,9 @@ http {
             "{}",
             t.yaml
         );
-        assert!(t.yaml.contains("include (line 6), default_type (line 7)"));
+        assert!(t
+            .yaml
+            .contains("include mime.types (line 6), default_type (line 7)"));
         assert!(t
             .yaml
             .contains("sendfile (line 8), keepalive_timeout (line 9)"));
