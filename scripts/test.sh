@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
 export PATH="$HOME/.local/bin:$PATH"
+# Kubernetes manifests: render, validate against the 1.30 schemas, lint the
+# scripts (installs kubectl, shellcheck and kubernetes-validate if missing;
+# tests/deploy.rs needs the first two).
+bash scripts/check-deploy.sh
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc
 
