@@ -103,21 +103,18 @@ fn serve_fails_fast_on_an_invalid_file() {
     let path = dir.path().join("routes.yaml");
     std::fs::write(&path, "routes:\n  - path: /a\n    upstrem: 127.0.0.1:1\n").expect("write");
     let start = Instant::now();
-    let out = std::process::Command::new(BIN)
-        .args([
-            "serve",
-            "--config",
-            path.to_str().expect("utf8"),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(1));
+    let path = path.to_str().expect("utf8");
+    let (code, _, err) = run_cli(&[
+        "serve",
+        "--config",
+        path,
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 1);
     assert!(start.elapsed() < Duration::from_secs(5));
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(":3:5: route #1 (/a): unknown field `upstrem`"),
         "{err}"
@@ -146,25 +143,22 @@ fn serve_fails_fast_on_a_busy_port() {
     let free = support::refused_addr().to_string();
     for (listen, admin) in [(&busy_addr, &free), (&free, &busy_addr)] {
         let start = Instant::now();
-        let out = std::process::Command::new(BIN)
-            .args([
-                "serve",
-                "--config",
-                path.to_str().expect("utf8"),
-                "--listen",
-                listen,
-                "--admin-listen",
-                admin,
-            ])
-            .output()
-            .expect("run");
-        assert_eq!(out.status.code(), Some(3));
+        let path = path.to_str().expect("utf8");
+        let (code, _, err) = run_cli(&[
+            "serve",
+            "--config",
+            path,
+            "--listen",
+            listen,
+            "--admin-listen",
+            admin,
+        ]);
+        assert_eq!(code, 3);
         assert!(
             start.elapsed() < Duration::from_secs(5),
             "{:?}",
             start.elapsed()
         );
-        let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             err.contains(&format!("cannot listen on {busy_addr}")),
             "{err}"

@@ -427,32 +427,17 @@ async fn admin_endpoints_methods() {
         .to_str()
         .unwrap()
         .starts_with("text/plain; version=0.0.4"));
-    assert_eq!(
-        c.post(proxy.admin_url("/metrics"))
+    for (method, path, want) in [
+        (reqwest::Method::POST, "/metrics", 405),
+        (reqwest::Method::GET, "/reload", 405),
+        (reqwest::Method::GET, "/metricsx", 404),
+        (reqwest::Method::GET, "/", 404),
+    ] {
+        let r = c
+            .request(method.clone(), proxy.admin_url(path))
             .send()
             .await
-            .unwrap()
-            .status(),
-        405
-    );
-    assert_eq!(
-        c.get(proxy.admin_url("/reload"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        405
-    );
-    assert_eq!(
-        c.get(proxy.admin_url("/metricsx"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        c.get(proxy.admin_url("/")).send().await.unwrap().status(),
-        404
-    );
+            .unwrap();
+        assert_eq!(r.status(), want, "{method} {path}");
+    }
 }
