@@ -326,8 +326,23 @@ impl ProxyHttp for Router {
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
-        // Upstream failures are reported by fail_to_proxy with the route.
-        matches!(error.esource(), ErrorSource::Upstream)
+        // Upstream failures are reported by fail_to_proxy with the route. A
+        // client that hangs up mid-request is routine, not an error: it is
+        // counted (status 499) and in the access log, like in nginx.
+        match error.esource() {
+            ErrorSource::Upstream => true,
+            ErrorSource::Downstream => matches!(
+                error.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            ),
+            _ => false,
+        }
+    }
+
+    fn init_downstream_modules(&self, _modules: &mut pingora_core::modules::http::HttpModules) {
+        // Pingora adds a (disabled) response-compression module to every
+        // request by default; a dev proxy passes bodies through as they are,
+        // and the module costs time on every request even when disabled.
     }
 
     async fn fail_to_proxy(
