@@ -187,3 +187,33 @@ async fn trusted_proxies_are_believed() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not a CIDR"), "{err}");
 }
+
+/// A client that hangs up before the response is counted as 499 (nginx's
+/// "client closed request") and the proxy does not log it as an error.
+#[tokio::test(flavor = "multi_thread")]
+async fn client_hang_up_is_counted_as_499() {
+    let hang = support::upstream::Hanging::start().await;
+    let proxy = Proxy::start(&format!(
+        "routes:\n  - {{path: /slow, upstream: '{}', read_timeout: 30s}}\n",
+        hang.addr
+    ))
+    .await;
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The route is matched as soon as the head is read; the upstream never
+    // answers, so whenever the client leaves, it leaves before a response.
+    drop(s);
+    support::eventually("499 counted", || async {
+        let m = proxy.scrape().await;
+        (support::metric(
+            &m,
+            "switchyard_http_requests_total",
+            &[("route", "/slow"), ("code", "499")],
+        ) == Some(1.0))
+        .then_some(())
+    })
+    .await;
+    assert!(!proxy.logs().contains("ERROR"), "{}", proxy.logs());
+}
