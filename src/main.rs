@@ -9,11 +9,6 @@ use std::time::Duration;
 mod import_nginx;
 mod reload_client;
 
-/// Many threads allocate and free request buffers; glibc's malloc showed
-/// lock contention there, mimalloc does not (benches/README.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{Parser, Subcommand, ValueEnum};
 use switchyard_server::{ServeConfig, ServeError};
 

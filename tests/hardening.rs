@@ -217,3 +217,92 @@ async fn client_hang_up_is_counted_as_499() {
     .await;
     assert!(!proxy.logs().contains("ERROR"), "{}", proxy.logs());
 }
+
+/// Thousands of idle client connections do not stop new requests from
+/// being served.
+#[tokio::test(flavor = "multi_thread")]
+async fn thousands_of_idle_connections_do_not_block_new_requests() {
+    let up = Upstream::start("a").await;
+    let proxy = Proxy::start(&routes_yaml(&[("/app1", &up.host_port())])).await;
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        idle.push(tokio::net::TcpStream::connect(proxy.addr).await.unwrap());
+    }
+    // Half of them even started a request and stalled mid-header.
+    for s in idle.iter_mut().step_by(2) {
+        s.write_all(b"GET /app1 HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+    }
+    for _ in 0..20 {
+        let r = support::client()
+            .get(proxy.url("/app1/x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    drop(idle);
+}
+
+/// A reload storm — hundreds of ConfigMap swaps in seconds, alternating a
+/// 5 000-route table and a 5-route one — leaves the proxy serving the final
+/// table, and a second storm does not grow its memory.
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_storm_ends_on_the_last_table_with_flat_memory() {
+    use support::kubelet::{ConfigMapDir, KubeletOrder};
+    let up = Upstream::start("a").await;
+    let hp = up.host_port();
+    let small = routes_yaml(&[("/app1", &hp), ("/small", &hp)]);
+    let mut big = routes_yaml(&[("/app1", &hp), ("/big", &hp)]);
+    for i in 0..5000 {
+        big.push_str(&format!("  - path: /r{i}\n    upstream: 127.0.0.1:9\n"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let volume = dir.path().join("routes");
+    std::fs::create_dir(&volume).unwrap();
+    let mut cm = ConfigMapDir::create(&volume, &[("routes.yaml", small.as_bytes())]).unwrap();
+    let proxy = Proxy::spawn_in(dir, cm.file("routes.yaml"), &["--access-log", "off"]).await;
+    let rss = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", proxy.pid())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .unwrap()
+            .to_owned();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let mut storm = |swaps: usize| {
+        for i in 0..swaps {
+            let yaml = if i % 2 == 0 { &big } else { &small };
+            cm.update(&[("routes.yaml", yaml.as_bytes())], KubeletOrder::Current)
+                .unwrap();
+        }
+        // End on the big table, with a marker route only the last one has.
+        let last = format!("{big}  - path: /last{swaps}\n    upstream: {hp}\n");
+        cm.update(&[("routes.yaml", last.as_bytes())], KubeletOrder::Current)
+            .unwrap();
+    };
+    storm(200);
+    proxy.wait_status("/last200", 200).await;
+    let after_first = rss();
+    storm(300);
+    proxy.wait_status("/last300", 200).await;
+    proxy.wait_status("/small", 404).await;
+    let after_second = rss();
+    // The second, longer storm may not leave more than a little behind.
+    assert!(
+        after_second < after_first + after_first / 4,
+        "RSS grew from {after_first} kB to {after_second} kB"
+    );
+    let r = support::client()
+        .get(proxy.url("/big/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

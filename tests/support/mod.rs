@@ -457,3 +457,10 @@ impl Proxy {
         parse_exposition(&self.scrape_text().await)
     }
 }
+
+impl Proxy {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+}
