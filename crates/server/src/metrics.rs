@@ -209,7 +209,8 @@ impl Metrics {
         RouteMetrics {
             route: route.to_owned(),
             requests: self.requests.clone(),
-            duration: self.request_duration.with_label_values(&[route]),
+            request_duration: self.request_duration.clone(),
+            duration: OnceLock::new(),
             upstream_errors: self.upstream_errors.clone(),
             errors: Default::default(),
             common: Default::default(),
@@ -247,7 +248,10 @@ const COMMON_CODES: [u16; 10] = [200, 204, 206, 301, 302, 304, 400, 404, 502, 50
 pub struct RouteMetrics {
     route: String,
     requests: IntCounterVec,
-    duration: Histogram,
+    request_duration: HistogramVec,
+    /// Created on first request, so a large table of idle routes adds no
+    /// histogram series (and no memory for them).
+    duration: OnceLock<Histogram>,
     upstream_errors: IntCounterVec,
     /// Created on first use, so routes without errors add no series.
     errors: [OnceLock<IntCounter>; 3],
@@ -257,7 +261,9 @@ pub struct RouteMetrics {
 impl RouteMetrics {
     /// Counts one finished request.
     pub fn request(&self, code: u16, elapsed: Duration) {
-        self.duration.observe(elapsed.as_secs_f64());
+        self.duration
+            .get_or_init(|| self.request_duration.with_label_values(&[self.route.as_str()]))
+            .observe(elapsed.as_secs_f64());
         match COMMON_CODES.iter().position(|&c| c == code) {
             Some(i) => self.common[i].get_or_init(|| self.counter(code)).inc(),
             None => self.counter(code).inc(),
