@@ -30,7 +30,7 @@ async fn sigterm_drains_then_exits_zero() {
     let up = Upstream::start("s").await;
     let mut proxy = Proxy::start_with(
         &routes_yaml(&[("/s", &up.host_port())]),
-        &["--drain-delay", "2", "--drain-timeout", "15"],
+        &["--drain-delay", "3", "--drain-timeout", "15"],
     )
     .await;
     let tx = up.arm_stream().await;
@@ -54,7 +54,7 @@ async fn sigterm_drains_then_exits_zero() {
     // Still serving during the drain delay, on new connections too.
     assert_eq!(status(proxy.url("/s/x")).await, Some(200));
     assert!(
-        term.elapsed() < Duration::from_secs(2),
+        term.elapsed() < Duration::from_secs(3),
         "checks ran inside the drain delay"
     );
 
@@ -68,7 +68,7 @@ async fn sigterm_drains_then_exits_zero() {
     })
     .await;
     assert!(
-        term.elapsed() >= Duration::from_secs(2),
+        term.elapsed() >= Duration::from_secs(3),
         "closed before the drain delay: {:?}",
         term.elapsed()
     );
