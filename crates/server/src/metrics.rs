@@ -262,7 +262,10 @@ impl RouteMetrics {
     /// Counts one finished request.
     pub fn request(&self, code: u16, elapsed: Duration) {
         self.duration
-            .get_or_init(|| self.request_duration.with_label_values(&[self.route.as_str()]))
+            .get_or_init(|| {
+                self.request_duration
+                    .with_label_values(&[self.route.as_str()])
+            })
             .observe(elapsed.as_secs_f64());
         match COMMON_CODES.iter().position(|&c| c == code) {
             Some(i) => self.common[i].get_or_init(|| self.counter(code)).inc(),
