@@ -89,6 +89,9 @@ struct ServeArgs {
     /// Proxies whose X-Forwarded-For/-Proto are believed (CIDR or address, comma-separated).
     #[arg(long, env = "SWITCHYARD_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     trusted_proxies: Vec<ipnet::IpNet>,
+    /// Seconds an idle keep-alive client connection is kept open (0: until the client closes it).
+    #[arg(long, env = "SWITCHYARD_KEEPALIVE_TIMEOUT", default_value_t = 75)]
+    keepalive_timeout: u64,
     /// Seconds to keep serving after SIGTERM while readiness reports 503.
     #[arg(long, env = "SWITCHYARD_DRAIN_DELAY", default_value_t = 5.0)]
     drain_delay: f64,
@@ -177,6 +180,8 @@ fn serve(args: ServeArgs) -> u8 {
         poll_interval: Duration::from_secs(args.poll_interval.max(1)),
         access_log: args.access_log == OnOff::On,
         trusted_proxies: args.trusted_proxies,
+        keepalive_timeout: (args.keepalive_timeout > 0)
+            .then(|| Duration::from_secs(args.keepalive_timeout)),
     };
     match switchyard_server::serve(cfg) {
         Ok(()) => 0,

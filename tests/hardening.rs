@@ -314,3 +314,28 @@ async fn reload_storm_ends_on_the_last_table_with_flat_memory() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// An idle keep-alive client connection is closed after
+/// `--keepalive-timeout`, not kept forever (Pingora's default).
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_keepalive_connections_are_closed_after_the_timeout() {
+    let up = Upstream::start("a").await;
+    let proxy = Proxy::start_with(
+        &routes_yaml(&[("/app1", &up.host_port())]),
+        &["--keepalive-timeout", "1"],
+    )
+    .await;
+    let mut conn = support::RawConn::connect(proxy.addr).await;
+    let r = conn.get("x", "/app1").await;
+    assert_eq!(r.status, 200);
+    let idle = std::time::Instant::now();
+    assert!(
+        conn.is_closed().await,
+        "the idle connection was never closed"
+    );
+    let after = idle.elapsed();
+    assert!(
+        after >= Duration::from_millis(900),
+        "closed too early: {after:?}"
+    );
+}

@@ -53,6 +53,9 @@ pub struct ServeConfig {
     pub access_log: bool,
     /// Peers whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Idle time after which a keep-alive client connection is closed;
+    /// `None` never closes it.
+    pub keepalive_timeout: Option<Duration>,
 }
 
 /// Why `serve` could not start.
@@ -165,8 +168,11 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             Arc::clone(&snapshot),
             Arc::clone(&lifecycle),
             &metrics,
-            cfg.access_log,
-            Arc::clone(&trusted),
+            proxy::RouterOptions {
+                access_log: cfg.access_log,
+                trusted: Arc::clone(&trusted),
+                keepalive_timeout: cfg.keepalive_timeout,
+            },
         );
         let mut service = pingora_proxy::http_proxy_service_with_name(
             &server.configuration,

@@ -24,8 +24,19 @@ pub struct Router {
     lifecycle: Arc<Lifecycle>,
     unmatched: RouteMetrics,
     health: RouteMetrics,
-    access_log: bool,
-    trusted: Arc<[ipnet::IpNet]>,
+    options: RouterOptions,
+}
+
+/// How the router treats clients; fixed for the life of the process.
+#[derive(Debug, Clone)]
+pub struct RouterOptions {
+    /// Log one line per request.
+    pub access_log: bool,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted: Arc<[ipnet::IpNet]>,
+    /// How long an idle keep-alive client connection is kept; `None` keeps
+    /// it until the client closes it (Pingora's default).
+    pub keepalive_timeout: Option<std::time::Duration>,
 }
 
 impl Router {
@@ -34,16 +45,14 @@ impl Router {
         snapshot: SharedSnapshot,
         lifecycle: Arc<Lifecycle>,
         metrics: &Metrics,
-        access_log: bool,
-        trusted: Arc<[ipnet::IpNet]>,
+        options: RouterOptions,
     ) -> Self {
         Router {
             snapshot,
             lifecycle,
             unmatched: metrics.route_handles(UNMATCHED),
             health: metrics.route_handles(HEALTH),
-            access_log,
-            trusted,
+            options,
         }
     }
 
@@ -115,6 +124,12 @@ impl ProxyHttp for Router {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // Pingora keeps an idle HTTP/1.1 client connection forever; bound it,
+        // unless this request already turned keep-alive off (`Connection:
+        // close`, HTTP/1.0).
+        if let (Some(idle), Some(_)) = (self.options.keepalive_timeout, session.get_keepalive()) {
+            session.set_keepalive(Some(idle.as_secs().max(1)));
+        }
         let path = session.req_header().uri.path();
         let normalized = match normalize_path(path) {
             Ok(p) => p,
@@ -164,7 +179,7 @@ impl ProxyHttp for Router {
                 }
                 _ => None,
             };
-            if self.access_log {
+            if self.options.access_log {
                 ctx.client_uri = Some(session.req_header().uri.clone());
             }
             let req = session.req_header_mut();
@@ -284,7 +299,7 @@ impl ProxyHttp for Router {
             .headers
             .get(X_FORWARDED_PROTO)
             .and_then(|v| v.to_str().ok());
-        let f = forwarded(peer, &incoming, proto, &self.trusted);
+        let f = forwarded(peer, &incoming, proto, &self.options.trusted);
         // Several X-Forwarded-For lines mean one list; send it as one line.
         upstream.remove_header(X_FORWARDED_FOR);
         upstream.insert_header(X_FORWARDED_FOR, f.x_forwarded_for)?;
@@ -303,7 +318,7 @@ impl ProxyHttp for Router {
         };
         let elapsed = ctx.started.elapsed();
         self.metrics_for(ctx).request(code, elapsed);
-        if self.access_log {
+        if self.options.access_log {
             let req = session.req_header();
             let uri = ctx.client_uri.as_ref().unwrap_or(&req.uri);
             let route = match ctx.route() {
