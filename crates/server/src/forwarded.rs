@@ -24,7 +24,7 @@ pub struct Forwarded {
     /// The client address to report in `X-Real-IP`.
     pub real_ip: IpAddr,
     /// The scheme to report in `X-Forwarded-Proto`.
-    pub proto: String,
+    pub proto: &'static str,
 }
 
 /// IPv4 clients on a dual-stack socket appear as `::ffff:a.b.c.d`; report
@@ -79,7 +79,7 @@ pub fn forwarded(
         return Forwarded {
             x_forwarded_for: xff,
             real_ip: peer,
-            proto: "http".to_owned(),
+            proto: "http",
         };
     }
     // Walk from the right past trusted hops; stop at the first address we
@@ -103,7 +103,7 @@ pub fn forwarded(
     Forwarded {
         x_forwarded_for: xff,
         real_ip,
-        proto: proto.to_owned(),
+        proto,
     }
 }
 
