@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use pingora_core::upstreams::peer::HttpPeer;
 use sha2::{Digest, Sha256};
-use switchyard_routes::{Route, Table, Upstream};
+use switchyard_routes::{Route, Table, Upstream, UpstreamHost};
 
 use crate::metrics::{Metrics, RouteMetrics};
 
@@ -99,17 +99,15 @@ pub fn peer_for(route: &Route, addr: SocketAddr) -> HttpPeer {
 }
 
 fn target(route: &Route, upstream: &Upstream) -> Target {
-    match (upstream.socket_addr(), &upstream.host) {
-        (Some(addr), _) => Target::Ready(Box::new(peer_for(route, addr))),
-        (None, switchyard_routes::UpstreamHost::Name(host)) => Target::Name {
-            host: host.clone(),
-            port: upstream.port,
-        },
-        // socket_addr() is None only for names.
-        (None, switchyard_routes::UpstreamHost::Ip(ip)) => Target::Ready(Box::new(peer_for(
+    match &upstream.host {
+        UpstreamHost::Ip(ip) => Target::Ready(Box::new(peer_for(
             route,
             SocketAddr::new(*ip, upstream.port),
         ))),
+        UpstreamHost::Name(host) => Target::Name {
+            host: host.clone(),
+            port: upstream.port,
+        },
     }
 }
 
