@@ -92,12 +92,30 @@ struct ServeArgs {
     /// Seconds an idle keep-alive client connection is kept open (0: until the client closes it).
     #[arg(long, env = "SWITCHYARD_KEEPALIVE_TIMEOUT", default_value_t = 75)]
     keepalive_timeout: u64,
+    /// Seconds a client has to send a whole request head; then 408 and close.
+    #[arg(long, env = "SWITCHYARD_HEADER_TIMEOUT", default_value_t = 20.0, value_parser = positive_secs)]
+    header_timeout: f64,
+    /// Largest request head (request line and header fields) in bytes; beyond it 431 (414 for the line alone).
+    #[arg(long, env = "SWITCHYARD_MAX_HEADER_BYTES", default_value_t = 32768,
+          value_parser = clap::value_parser!(u64).range(1024..=1_048_575))]
+    max_header_bytes: u64,
+    /// Client connections open at once; beyond it new ones get 503 and are closed (0: no cap).
+    #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: u64,
     /// Seconds to keep serving after SIGTERM while readiness reports 503.
     #[arg(long, env = "SWITCHYARD_DRAIN_DELAY", default_value_t = 5.0)]
     drain_delay: f64,
     /// Seconds in-flight requests get to finish once the listeners close.
     #[arg(long, env = "SWITCHYARD_DRAIN_TIMEOUT", default_value_t = 20.0)]
     drain_timeout: f64,
+}
+
+/// A number of seconds above zero.
+fn positive_secs(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds above 0")),
+    }
 }
 
 /// `10.0.0.0/8`, or a bare address meaning just that address.
@@ -182,6 +200,10 @@ fn serve(args: ServeArgs) -> u8 {
         trusted_proxies: args.trusted_proxies,
         keepalive_timeout: (args.keepalive_timeout > 0)
             .then(|| Duration::from_secs(args.keepalive_timeout)),
+        header_timeout: seconds(args.header_timeout),
+        max_header_bytes: usize::try_from(args.max_header_bytes).unwrap_or(usize::MAX),
+        max_connections: (args.max_connections > 0)
+            .then(|| usize::try_from(args.max_connections).unwrap_or(usize::MAX)),
     };
     match switchyard_server::serve(cfg) {
         Ok(()) => 0,

@@ -54,7 +54,9 @@ fn case(name: &'static str, bytes: &[u8], status: u16, reaches_upstream: bool) -
 }
 
 /// Request smuggling and malformed requests: each gets exactly one 4xx
-/// (and the connection closes), never two requests upstream.
+/// (and the connection closes), never two requests upstream. Each refusal
+/// is counted under `route="unmatched"` and has an access-log line with
+/// its reason.
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_and_smuggling_requests_are_refused() {
     // Only the bad-chunk case may reach an upstream (its head is valid and
@@ -75,7 +77,7 @@ async fn malformed_and_smuggling_requests_are_refused() {
         many_headers.push_str(&format!("X-H{i}: {}\r\n", "v".repeat(1000)));
     }
     many_headers.push_str("\r\n");
-    let cases = [
+    let cases = vec![
         case("conflicting Content-Length", b"POST /app1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400, false),
         case("Content-Length list", b"POST /app1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\nhello", 400, false),
         case("negative Content-Length", b"POST /app1 HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400, false),
@@ -84,7 +86,7 @@ async fn malformed_and_smuggling_requests_are_refused() {
         // The head is valid and already forwarded when the bad size arrives;
         // the upstream sees one request with a broken body, the client a 400.
         case("bad chunk size", b"POST /chunk HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400, true),
-        case("100 KB request line", big_line.as_bytes(), 400, false),
+        case("100 KB request line", big_line.as_bytes(), 414, false),
         case("200 KB of headers", many_headers.as_bytes(), 431, false),
         case("invalid method", b"G@T /app1 HTTP/1.1\r\nHost: x\r\n\r\n", 400, false),
         case("obsolete line folding", b"GET /app1 HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400, false),
@@ -93,14 +95,42 @@ async fn malformed_and_smuggling_requests_are_refused() {
         case("absolute form, other Host", b"GET http://dev.example.com/app1/x HTTP/1.1\r\nHost: other\r\n\r\n", 400, false),
         case("path above the root", b"GET /app1/%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", 400, false),
     ];
-    for c in cases {
+    let mut expected = std::collections::BTreeMap::<u16, f64>::new();
+    for c in &cases {
         let resp = exchange(&proxy, &c.bytes).await;
         assert_eq!(statuses(&resp), [c.status], "{}: {resp}", c.name);
         if !c.reaches_upstream {
             assert_eq!(up.hits(), 0, "{} reached the upstream", c.name);
+            *expected.entry(c.status).or_default() += 1.0;
         }
     }
     assert_eq!(up.hits(), 0, "a refused request reached the upstream");
+    let samples = proxy.scrape().await;
+    for (code, n) in expected {
+        let code = code.to_string();
+        let got = support::metric(
+            &samples,
+            "switchyard_http_requests_total",
+            &[("route", "unmatched"), ("code", &code)],
+        );
+        assert_eq!(got, Some(n), "refusals counted with code {code}");
+    }
+    for reason in [
+        "invalid or conflicting Content-Length",
+        "Transfer-Encoding does not end in chunked",
+        "request line too long",
+        "request header fields too large",
+        "invalid method or request target",
+        "invalid header field name",
+        "request target and Host disagree",
+    ] {
+        let logs = proxy.wait_log(reason).await;
+        let line = logs.lines().find(|l| l.contains(reason)).unwrap();
+        assert!(
+            line.contains("request refused") && line.contains("status=4"),
+            "{line}"
+        );
+    }
     assert!(
         chunk_up.hits() <= 1,
         "the bad-chunk request was forwarded twice"

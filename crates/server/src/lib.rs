@@ -7,6 +7,8 @@
 
 pub mod admin;
 pub mod forwarded;
+pub mod front;
+pub mod head;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
@@ -56,6 +58,12 @@ pub struct ServeConfig {
     /// Idle time after which a keep-alive client connection is closed;
     /// `None` never closes it.
     pub keepalive_timeout: Option<Duration>,
+    /// Time for a whole request head to arrive.
+    pub header_timeout: Duration,
+    /// Size limit of a request head.
+    pub max_header_bytes: usize,
+    /// Open client connections allowed at once; `None` is no cap.
+    pub max_connections: Option<usize>,
 }
 
 /// Why `serve` could not start.
@@ -162,6 +170,17 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     // (`:8080`, `:08080`, …), which parses to the same address.
     let shards = cfg.threads.max(1);
     let trusted: Arc<[ipnet::IpNet]> = cfg.trusted_proxies.clone().into();
+    let (open_gauge, refused_counter) = metrics.connection_handles();
+    let slots = Arc::new(front::ConnectionSlots::new(
+        cfg.max_connections,
+        open_gauge,
+        refused_counter,
+    ));
+    let limits = front::FrontLimits {
+        header_timeout: cfg.header_timeout,
+        max_header_bytes: cfg.max_header_bytes,
+        keepalive_timeout: cfg.keepalive_timeout,
+    };
     let mut proxy_services = Vec::with_capacity(shards);
     for shard in 0..shards {
         let router = proxy::Router::new(
@@ -174,11 +193,15 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
                 keepalive_timeout: cfg.keepalive_timeout,
             },
         );
-        let mut service = pingora_proxy::http_proxy_service_with_name(
-            &server.configuration,
-            router,
-            &format!("proxy-{shard}"),
+        let proxy = pingora_proxy::http_proxy(&server.configuration, router);
+        let front = front::Front::new(
+            proxy,
+            limits.clone(),
+            Arc::clone(&slots),
+            metrics.route_handles(metrics::UNMATCHED),
+            cfg.access_log,
         );
+        let mut service = Service::new(format!("proxy-{shard}"), front);
         let mut options = TcpSocketOptions::default();
         options.so_reuseport = Some(shards > 1);
         service.add_tcp_with_settings(&shard_address(cfg.listen, shard), options);

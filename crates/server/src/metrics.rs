@@ -72,6 +72,8 @@ pub struct Metrics {
     requests: IntCounterVec,
     request_duration: HistogramVec,
     upstream_errors: IntCounterVec,
+    connections_open: IntGauge,
+    connections_refused: IntCounter,
 }
 
 impl Metrics {
@@ -136,6 +138,15 @@ impl Metrics {
             &["route", "kind"],
         )?;
 
+        let connections_open = IntGauge::new(
+            "switchyard_connections_open",
+            "Client connections open on the main listener.",
+        )?;
+        let connections_refused = IntCounter::new(
+            "switchyard_connections_refused_total",
+            "Client connections answered 503 and closed because --max-connections were open.",
+        )?;
+
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(last_reload_successful.clone()))?;
         registry.register(Box::new(last_success_timestamp.clone()))?;
@@ -146,6 +157,8 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(connections_open.clone()))?;
+        registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
@@ -171,7 +184,18 @@ impl Metrics {
             requests,
             request_duration,
             upstream_errors,
+            connections_open,
+            connections_refused,
         })
+    }
+
+    /// The open-connections gauge and the refused-connections counter, for
+    /// [`crate::front::ConnectionSlots`].
+    pub fn connection_handles(&self) -> (IntGauge, IntCounter) {
+        (
+            self.connections_open.clone(),
+            self.connections_refused.clone(),
+        )
     }
 
     /// Records the table loaded at startup (not a reload attempt).

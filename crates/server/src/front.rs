@@ -1,0 +1,427 @@
+//! The main listener's connection loop, in front of Pingora's HTTP proxy.
+//!
+//! Pingora 0.9 reads a request head with a 60 s timeout *per read*, up to
+//! 1 MB, on as many connections as arrive, and answers a malformed head
+//! without calling any of our hooks. [`Front`] takes the part of Pingora's
+//! own HTTP/1 connection loop that waits for and reads each request head,
+//! and adds what an operator needs there:
+//!
+//! - `--max-connections`: a connection beyond the cap is answered `503` and
+//!   closed at once, and counted;
+//! - `--header-timeout`: the whole head must arrive within it, counted from
+//!   the connection's start (first request) or from the head's first byte
+//!   (later requests); else `408` and close;
+//! - `--max-header-bytes`: `431` (or `414` for the request line alone);
+//! - the heads Pingora would refuse are refused here ([`crate::head`]), so
+//!   each gets its reason in the answer, an access-log line and a count;
+//! - `--keepalive-timeout`: how long an idle connection waits for its next
+//!   request.
+//!
+//! An accepted head is put back in front of the stream's unread bytes
+//! (`Stream::rewind`) and the connection goes on to Pingora exactly as it
+//! came in.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::l4::stream::Stream as TcpStream;
+use pingora_core::protocols::Stream;
+use pingora_core::server::ShutdownWatch;
+use pingora_proxy::HttpProxy;
+use prometheus::{IntCounter, IntGauge};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::head::{self, Refusal, Verdict};
+use crate::metrics::RouteMetrics;
+use crate::proxy::Router;
+
+/// Limits on what a client may send before its request goes to Pingora.
+#[derive(Debug, Clone)]
+pub struct FrontLimits {
+    /// Time for a whole request head to arrive.
+    pub header_timeout: Duration,
+    /// Size limit of a request head, request line included.
+    pub max_header_bytes: usize,
+    /// Idle time allowed between requests; `None` waits for ever.
+    pub keepalive_timeout: Option<Duration>,
+}
+
+/// Time to write a refusal and let the client read it before closing.
+const LINGER: Duration = Duration::from_secs(1);
+/// Bytes read and dropped while lingering, at most.
+const LINGER_BYTES: usize = 256 * 1024;
+/// Each read while waiting for a head asks for at least this much room.
+const READ_CHUNK: usize = 4096;
+
+/// The main listener's `ServerApp`: one per shard, all sharing one
+/// [`ConnectionSlots`].
+pub struct Front {
+    proxy: Arc<HttpProxy<Router>>,
+    limits: FrontLimits,
+    slots: Arc<ConnectionSlots>,
+    unmatched: RouteMetrics,
+    access_log: bool,
+}
+
+impl Front {
+    /// `proxy` serves every request whose head passes.
+    pub fn new(
+        proxy: HttpProxy<Router>,
+        limits: FrontLimits,
+        slots: Arc<ConnectionSlots>,
+        unmatched: RouteMetrics,
+        access_log: bool,
+    ) -> Self {
+        Front {
+            proxy: Arc::new(proxy),
+            limits,
+            slots,
+            unmatched,
+            access_log,
+        }
+    }
+}
+
+/// How waiting for a request head ended.
+enum HeadRead {
+    /// A whole head (and maybe more) is in the buffer.
+    Ready,
+    /// The client closed, went idle too long, or the server is stopping.
+    Closed,
+    /// The head is refused; the client gets this answer.
+    Refused(Refusal, Instant),
+}
+
+#[async_trait]
+impl ServerApp for Front {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let Some(_slot) = self.slots.acquire() else {
+            self.slots.refuse(stream).await;
+            return None;
+        };
+        if !stream.as_any().is::<TcpStream>() {
+            // Not a plain TCP stream (never on our listeners): Pingora's
+            // own loop, without the checks above.
+            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+        }
+        let mut stream = stream;
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut settings: Option<HttpPersistentSettings> = None;
+        let mut first = true;
+        loop {
+            buf.clear();
+            match self.read_head(&mut stream, &mut buf, first, shutdown).await {
+                HeadRead::Ready => {}
+                HeadRead::Closed => return None,
+                HeadRead::Refused(refusal, started) => {
+                    self.refuse(stream, &buf, &refusal, started).await;
+                    return None;
+                }
+            }
+            stream = rewind(stream, &buf)?;
+            let mut session = ServerSession::new_http1(stream);
+            match settings.take() {
+                Some(s) => s.apply_to_session(&mut session),
+                // What Pingora's loop does for a connection's first request.
+                None if *shutdown.borrow() => session.set_keepalive(None),
+                None if first => session.set_keepalive(Some(60)),
+                None => {}
+            }
+            let reused = self.proxy.process_new_http(session, shutdown).await?;
+            let (next, persistent) = reused.consume();
+            stream = next;
+            settings = persistent;
+            first = false;
+        }
+    }
+
+    async fn cleanup(&self) {
+        self.proxy.http_cleanup().await;
+    }
+}
+
+impl Front {
+    /// Waits for the next request head on `stream` and reads it into `buf`.
+    async fn read_head(
+        &self,
+        stream: &mut Stream,
+        buf: &mut BytesMut,
+        first: bool,
+        shutdown: &ShutdownWatch,
+    ) -> HeadRead {
+        let mut started = Instant::now();
+        if !first {
+            // Between requests: idle up to the keep-alive timeout, and not
+            // past the moment the listeners close.
+            let mut stopping = shutdown.clone();
+            let idle = read_more(stream, buf, self.limits.keepalive_timeout);
+            let got = tokio::select! {
+                got = idle => got,
+                _ = stopping.wait_for(|s| *s) => return HeadRead::Closed,
+            };
+            match got {
+                Some(n) if n > 0 => started = Instant::now(),
+                _ => return HeadRead::Closed,
+            }
+        }
+        let deadline = started + self.limits.header_timeout;
+        loop {
+            if !buf.is_empty() {
+                match head::scan(buf, self.limits.max_header_bytes) {
+                    Verdict::Complete => return HeadRead::Ready,
+                    Verdict::Refuse(r) => return HeadRead::Refused(r, started),
+                    Verdict::Partial => {}
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match read_more(stream, buf, Some(left)).await {
+                Some(n) if n > 0 => {}
+                // Timed out: a client that started a head and stalled gets
+                // 408; one that never sent a byte is just closed.
+                None if !buf.is_empty() => {
+                    return HeadRead::Refused(
+                        Refusal {
+                            status: 408,
+                            reason: "request head not received in time",
+                        },
+                        started,
+                    )
+                }
+                // Closed by the client, a read error, or silence.
+                _ => return HeadRead::Closed,
+            }
+        }
+    }
+
+    /// Answers a refused head, counts and logs it, and closes.
+    async fn refuse(&self, mut stream: Stream, head: &[u8], refusal: &Refusal, started: Instant) {
+        let status = http::StatusCode::from_u16(refusal.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Error");
+        let answer = plain_answer(refusal.status, status, &format!("{}\n", refusal.reason));
+        let written = write_and_linger(&mut stream, answer.as_bytes()).await;
+        let elapsed = started.elapsed();
+        self.unmatched.request(refusal.status, elapsed);
+        if self.access_log {
+            let (method, target) = request_line(head);
+            tracing::info!(
+                target: "switchyard::access",
+                method = %method,
+                path = %target,
+                route = crate::metrics::UNMATCHED,
+                status = refusal.status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                client = peer(&stream).map(tracing::field::display),
+                error = refusal.reason,
+                answered = written,
+                "request refused"
+            );
+        }
+    }
+}
+
+/// Reads once into `buf`, within `limit` if there is one. `None` when the
+/// time ran out or the read failed; `Some(0)` when the client closed.
+async fn read_more(stream: &mut Stream, buf: &mut BytesMut, limit: Option<Duration>) -> Option<usize> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    let read = stream.read_buf(buf);
+    let result = match limit {
+        Some(limit) => tokio::time::timeout(limit, read).await.ok()?,
+        None => read.await,
+    };
+    result.ok()
+}
+
+/// Puts `head` back in front of the stream's unread bytes, for Pingora to
+/// read as if it came straight from the socket.
+fn rewind(stream: Stream, head: &[u8]) -> Option<Stream> {
+    match stream.into_any().downcast::<TcpStream>() {
+        Ok(mut tcp) => {
+            tcp.rewind(head);
+            Some(tcp)
+        }
+        // Checked when the connection arrived; cannot change since.
+        Err(_) => None,
+    }
+}
+
+/// A complete `Connection: close` answer with a text body.
+fn plain_answer(code: u16, reason: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {code} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Writes `answer`, ends our side, and reads (and drops) what the client
+/// still sends for a moment, so that closing with unread bytes does not
+/// reset the connection before the client has read the answer.
+async fn write_and_linger(stream: &mut Stream, answer: &[u8]) -> bool {
+    let until = Instant::now() + LINGER;
+    let written = tokio::time::timeout(LINGER, async {
+        stream.write_all(answer).await?;
+        stream.flush().await?;
+        stream.shutdown().await
+    })
+    .await
+    .is_ok_and(|r| r.is_ok());
+    if written {
+        let mut scratch = [0u8; 4096];
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            let left = until.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, stream.read(&mut scratch)).await {
+                Ok(Ok(n)) if n > 0 => drained += n,
+                _ => break,
+            }
+        }
+    }
+    written
+}
+
+/// Method and target of a (possibly broken) request line, for the log:
+/// lossy, escaped and cut short.
+fn request_line(head: &[u8]) -> (String, String) {
+    const MAX: usize = 256;
+    let start = head
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(head.len());
+    let line = &head[start..];
+    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+    let line = &line[..line.len().min(MAX)];
+    let mut parts = line.trim_ascii_end().splitn(3, |&b| b == b' ');
+    let mut field = || {
+        parts
+            .next()
+            .map(|p| p.escape_ascii().to_string())
+            .unwrap_or_default()
+    };
+    let method = field();
+    (method, field())
+}
+
+fn peer(stream: &Stream) -> Option<std::net::SocketAddr> {
+    let digest = stream.get_socket_digest()?;
+    digest.peer_addr()?.as_inet().copied()
+}
+
+/// The count of open client connections on the main listener, across all
+/// shards, against `--max-connections`.
+pub struct ConnectionSlots {
+    open: AtomicUsize,
+    max: usize,
+    gauge: IntGauge,
+    refused: IntCounter,
+    /// Refusals not yet reported in the log (it says so at most every
+    /// [`REFUSAL_LOG_EVERY`], not once per connection).
+    unlogged: AtomicU64,
+    last_logged: std::sync::Mutex<Option<Instant>>,
+}
+
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl ConnectionSlots {
+    /// `max` of `None` means no cap (the gauge still counts).
+    pub fn new(max: Option<usize>, gauge: IntGauge, refused: IntCounter) -> Self {
+        ConnectionSlots {
+            open: AtomicUsize::new(0),
+            max: max.unwrap_or(usize::MAX),
+            gauge,
+            refused,
+            unlogged: AtomicU64::new(0),
+            last_logged: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn acquire(self: &Arc<Self>) -> Option<Slot> {
+        let was = self.open.fetch_add(1, Ordering::AcqRel);
+        if was >= self.max {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        self.gauge.inc();
+        Some(Slot(Arc::clone(self)))
+    }
+
+    /// Answers a connection beyond the cap and closes it.
+    async fn refuse(&self, mut stream: Stream) {
+        self.refused.inc();
+        self.unlogged.fetch_add(1, Ordering::Relaxed);
+        self.maybe_log();
+        let body = format!("503 too many connections (limit {})\n", self.max);
+        let answer = plain_answer(503, "Service Unavailable", &body);
+        write_and_linger(&mut stream, answer.as_bytes()).await;
+    }
+
+    fn maybe_log(&self) {
+        let Ok(mut last) = self.last_logged.try_lock() else {
+            return; // another thread is logging right now
+        };
+        if last.is_some_and(|t| t.elapsed() < REFUSAL_LOG_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let refused = self.unlogged.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            limit = self.max,
+            refused,
+            "connection limit reached: refusing new connections with 503 (--max-connections)"
+        );
+    }
+}
+
+/// One open connection; gives its place back when dropped.
+struct Slot(Arc<ConnectionSlots>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.gauge.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_line_is_escaped_and_split() {
+        assert_eq!(
+            request_line(b"\r\nGET /a?b HTTP/1.1\r\nHost: x\r\n"),
+            ("GET".to_owned(), "/a?b".to_owned())
+        );
+        assert_eq!(
+            request_line(b"G\x01T /\xff"),
+            ("G\\x01T".to_owned(), "/\\xff".to_owned())
+        );
+        assert_eq!(request_line(b""), (String::new(), String::new()));
+    }
+
+    #[test]
+    fn slots_refuse_beyond_the_cap_and_free_on_drop() {
+        let gauge = IntGauge::new("g", "g").unwrap_or_else(|e| panic!("{e}"));
+        let refused = IntCounter::new("r", "r").unwrap_or_else(|e| panic!("{e}"));
+        let slots = Arc::new(ConnectionSlots::new(Some(2), gauge.clone(), refused));
+        let a = slots.acquire();
+        let b = slots.acquire();
+        assert!(a.is_some() && b.is_some());
+        assert!(slots.acquire().is_none());
+        assert_eq!(gauge.get(), 2);
+        drop(a);
+        assert_eq!(gauge.get(), 1);
+        assert!(slots.acquire().is_some());
+    }
+}

@@ -1,0 +1,392 @@
+//! The verdict on a request head, taken before Pingora parses it.
+//!
+//! [`crate::front`] reads each request head itself, under a deadline and a
+//! size limit, and asks [`scan`] what it has: not enough bytes yet, a head
+//! Pingora will accept, or one to refuse. Refusing here rather than leaving
+//! it to Pingora's parser means every refused request gets a status, a
+//! reason, an access-log line and a count in `switchyard_http_requests_total`
+//! (Pingora answers those without calling any hook).
+//!
+//! The checks mirror what Pingora 0.9's HTTP/1 server refuses — the same
+//! `httparse` parse, its request-line escaping, its `Content-Length`,
+//! `Transfer-Encoding` and `Host` rules — so a head that passes here is one
+//! Pingora accepts. Pingora still checks everything again: if the two ever
+//! disagree, the request is refused uncounted, never let through.
+
+use std::mem::MaybeUninit;
+use std::sync::LazyLock;
+
+use percent_encoding::{AsciiSet, CONTROLS};
+
+/// As many header fields as Pingora accepts.
+const MAX_HEADERS: usize = 256;
+
+/// Pingora's own pattern for a request line whose target it will
+/// percent-encode and parse again (`escape_illegal_request_line`).
+static REQUEST_LINE: LazyLock<Option<regex::bytes::Regex>> =
+    LazyLock::new(|| regex::bytes::Regex::new(r"^\w+ (?P<uri>.+) HTTP/\d(?:\.\d)?").ok());
+
+/// The bytes Pingora percent-encodes in such a target.
+const URI_ESCAPE: &AsciiSet = &CONTROLS.add(b' ').add(b'<').add(b'>').add(b'"');
+
+/// What the bytes read so far amount to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// No complete head yet, and nothing wrong so far.
+    Partial,
+    /// A complete head that may go on to Pingora.
+    Complete,
+    /// A head to answer with an error and close.
+    Refuse(Refusal),
+}
+
+/// Why a request is refused, and what to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The status to answer with.
+    pub status: u16,
+    /// What is wrong, for the answer body and the log.
+    pub reason: &'static str,
+}
+
+impl Refusal {
+    const fn new(status: u16, reason: &'static str) -> Self {
+        Refusal { status, reason }
+    }
+}
+
+/// A request head larger than the limit.
+pub const TOO_LARGE: Refusal = Refusal::new(431, "request header fields too large");
+/// A request line longer than the whole limit.
+pub const LINE_TOO_LONG: Refusal = Refusal::new(414, "request line too long");
+/// More header fields than Pingora takes.
+const TOO_MANY: Refusal = Refusal::new(431, "too many header fields");
+
+/// Judges `buf`, the bytes of one request head read so far (the start of
+/// its body may follow), against `max_bytes`.
+pub fn scan(buf: &[u8], max_bytes: usize) -> Verdict {
+    match judge(buf) {
+        Parsed::Complete(len) if len > max_bytes => Verdict::Refuse(TOO_LARGE),
+        Parsed::Complete(_) => Verdict::Complete,
+        Parsed::Partial if buf.len() > max_bytes => Verdict::Refuse(over_limit(buf)),
+        Parsed::Partial => Verdict::Partial,
+        Parsed::Refuse(r) => Verdict::Refuse(r),
+    }
+}
+
+/// Which limit a too-long partial head broke: the request line alone, or
+/// the head as a whole.
+fn over_limit(buf: &[u8]) -> Refusal {
+    if line_complete(buf) {
+        TOO_LARGE
+    } else {
+        LINE_TOO_LONG
+    }
+}
+
+enum Parsed {
+    Partial,
+    Complete(usize),
+    Refuse(Refusal),
+}
+
+fn judge(buf: &[u8]) -> Parsed {
+    match parse(buf) {
+        Err(e @ (httparse::Error::Token | httparse::Error::Version)) => {
+            if !line_complete(buf) {
+                // The target may go on in the next packet; judge the line
+                // once it is whole (the size limit still applies).
+                return Parsed::Partial;
+            }
+            // Pingora percent-encodes unsafe bytes in the target (spaces,
+            // quotes, controls) once and parses again; only if that fails
+            // too is the request refused.
+            match escape_target(buf) {
+                Some(escaped) => match parse(&escaped) {
+                    // The escaped head is longer than the bytes on the wire;
+                    // the size limit is about the latter.
+                    Ok(Parsed::Complete(_)) => {
+                        Parsed::Complete(head_end(buf).unwrap_or(buf.len()))
+                    }
+                    Ok(p) => p,
+                    Err(e) => Parsed::Refuse(parse_error(e)),
+                },
+                None => Parsed::Refuse(parse_error(e)),
+            }
+        }
+        Err(e) => Parsed::Refuse(parse_error(e)),
+        Ok(p) => p,
+    }
+}
+
+/// Whether the request line (after any blank lines before it) has ended.
+fn line_complete(buf: &[u8]) -> bool {
+    let start = buf
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(buf.len());
+    buf[start..].contains(&b'\n')
+}
+
+/// One `httparse` pass over `buf`, with the framing checks on a complete
+/// head.
+fn parse(buf: &[u8]) -> Result<Parsed, httparse::Error> {
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(buf, &mut headers)? {
+        httparse::Status::Partial => Ok(Parsed::Partial),
+        httparse::Status::Complete(len) => Ok(match framing(&req) {
+            Ok(()) => Parsed::Complete(len),
+            Err(r) => Parsed::Refuse(r),
+        }),
+    }
+}
+
+fn parse_error(e: httparse::Error) -> Refusal {
+    let reason = match e {
+        httparse::Error::TooManyHeaders => return TOO_MANY,
+        httparse::Error::HeaderName => "invalid header field name",
+        httparse::Error::HeaderValue => "invalid header field value",
+        httparse::Error::NewLine => "invalid line ending",
+        httparse::Error::Version => "invalid HTTP version",
+        httparse::Error::Token => "invalid method or request target",
+        httparse::Error::Status => "invalid request line",
+    };
+    Refusal::new(400, reason)
+}
+
+/// Where the head ends in `buf` (just past the first blank line), if it
+/// does.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// `buf` with its request target percent-encoded as Pingora does, or
+/// `None` when there is nothing to encode (Pingora then refuses).
+fn escape_target(buf: &[u8]) -> Option<Vec<u8>> {
+    let re = REQUEST_LINE.as_ref()?;
+    let uri = re.captures(buf)?.name("uri")?;
+    let encoded: String =
+        percent_encoding::percent_encode(uri.as_bytes(), URI_ESCAPE).collect();
+    if encoded.len() == uri.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(buf.len() + encoded.len() - uri.len());
+    out.extend_from_slice(&buf[..uri.start()]);
+    out.extend_from_slice(encoded.as_bytes());
+    out.extend_from_slice(&buf[uri.end()..]);
+    Some(out)
+}
+
+/// The message-framing and authority rules Pingora applies to a parsed
+/// head (RFC 9112 §6.1–6.3, RFC 9110 §8.6, RFC 9112 §3.2).
+fn framing(req: &httparse::Request<'_, '_>) -> Result<(), Refusal> {
+    let mut host: Option<&[u8]> = None;
+    let mut last_te: Option<&[u8]> = None;
+    let mut length: Option<u64> = None;
+    let mut bad_length = false;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("host") {
+            if host.is_some() {
+                return Err(Refusal::new(400, "multiple Host header fields"));
+            }
+            host = Some(h.value);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            last_te = Some(h.value);
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            bad_length |= !merge_lengths(&mut length, h.value);
+        }
+    }
+    if host.is_some_and(|h| h.contains(&b'@')) {
+        return Err(Refusal::new(400, "userinfo in Host header"));
+    }
+    match last_te {
+        Some(_) if req.version == Some(0) => Err(Refusal::new(
+            400,
+            "Transfer-Encoding in an HTTP/1.0 request",
+        )),
+        Some(te) if !last_coding(te).eq_ignore_ascii_case(b"chunked") => Err(Refusal::new(
+            400,
+            "Transfer-Encoding does not end in chunked",
+        )),
+        // Chunked framing wins over any Content-Length, which Pingora drops.
+        Some(_) => authority(req, host),
+        None if bad_length => Err(Refusal::new(400, "invalid or conflicting Content-Length")),
+        None => authority(req, host),
+    }
+}
+
+/// Folds one `Content-Length` line into `acc`; false when it is not a
+/// single number, or when a value was seen before. Pingora would accept
+/// repeats of one value (`5, 5`) and forward them as sent, leaving the
+/// upstream to make sense of a list; like nginx, Switchyard refuses them.
+fn merge_lengths(acc: &mut Option<u64>, value: &[u8]) -> bool {
+    let value = value.trim_ascii();
+    if acc.is_some() || value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    match std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok()) {
+        Some(n) => {
+            *acc = Some(n);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The last transfer coding named in a `Transfer-Encoding` value.
+fn last_coding(value: &[u8]) -> &[u8] {
+    let last = match value.iter().rposition(|&b| b == b',') {
+        Some(i) => &value[i + 1..],
+        None => value,
+    };
+    last.trim_ascii()
+}
+
+/// An absolute-form or authority-form target must agree with `Host` and
+/// carry no userinfo. Such targets are rare, so this builds Pingora's own
+/// request header and asks Pingora's own check rather than restate it.
+fn authority(req: &httparse::Request<'_, '_>, host: Option<&[u8]>) -> Result<(), Refusal> {
+    let (Some(method), Some(path)) = (req.method, req.path) else {
+        return Ok(());
+    };
+    if path.starts_with('/') || path == "*" {
+        return Ok(());
+    }
+    let invalid = Refusal::new(400, "invalid request target");
+    let mut header = pingora_http::RequestHeader::build(method, path.as_bytes(), None)
+        .map_err(|_| invalid.clone())?;
+    if let Some(h) = host {
+        let value = http::HeaderValue::from_bytes(h).map_err(|_| invalid.clone())?;
+        header
+            .insert_header(http::header::HOST, value)
+            .map_err(|_| invalid.clone())?;
+    }
+    pingora_core::protocols::http::authority::validate_request_authority(&header)
+        .map_err(|_| Refusal::new(400, "request target and Host disagree"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 8192;
+
+    fn refused(head: &str) -> Refusal {
+        match scan(head.as_bytes(), MAX) {
+            Verdict::Refuse(r) => r,
+            v => panic!("{head:?}: expected a refusal, got {v:?}"),
+        }
+    }
+
+    #[test]
+    fn ordinary_heads_pass_and_partial_ones_wait() {
+        for head in [
+            "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "\r\nGET /x?y=1 HTTP/1.1\r\nHost: a\r\n\r\n",
+            "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+            "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length:  3 \r\n\r\nabc",
+            "POST /u HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST /u HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET http://a:80/x HTTP/1.1\r\nHost: a:80\r\n\r\n",
+            "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.0\n\n",
+        ] {
+            assert_eq!(scan(head.as_bytes(), MAX), Verdict::Complete, "{head:?}");
+        }
+        for head in ["", "GE", "GET / HTTP/1.1\r\nHost: a\r\n", "GET /a b"] {
+            assert_eq!(scan(head.as_bytes(), MAX), Verdict::Partial, "{head:?}");
+        }
+    }
+
+    #[test]
+    fn framing_that_could_smuggle_is_refused() {
+        for (head, reason) in [
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+                "invalid or conflicting Content-Length",
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\n",
+                "invalid or conflicting Content-Length",
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n",
+                "invalid or conflicting Content-Length",
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+                "invalid or conflicting Content-Length",
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+                "invalid or conflicting Content-Length",
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n",
+                "invalid or conflicting Content-Length",
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+                "Transfer-Encoding does not end in chunked",
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n",
+                "Transfer-Encoding does not end in chunked",
+            ),
+            (
+                "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                "multiple Host header fields",
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n",
+                "userinfo in Host header",
+            ),
+            (
+                "GET http://a/x HTTP/1.1\r\nHost: b\r\n\r\n",
+                "request target and Host disagree",
+            ),
+        ] {
+            assert_eq!(refused(head), Refusal::new(400, reason), "{head:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_heads_are_refused_with_their_reason() {
+        for (head, reason) in [
+            ("G@T / HTTP/1.1\r\n\r\n", "invalid method or request target"),
+            ("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", "invalid header field name"),
+            ("GET / HTTP/1.1\r\nX : y\r\n\r\n", "invalid header field name"),
+            ("GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", "invalid header field name"),
+            ("GET / HTTP/9.9\r\n\r\n", "invalid HTTP version"),
+            // HTTP/0.9: no version at all.
+            ("GET /\r\n\r\n", "invalid method or request target"),
+        ] {
+            assert_eq!(refused(head), Refusal::new(400, reason), "{head:?}");
+        }
+    }
+
+    #[test]
+    fn size_limits_name_what_was_too_long() {
+        let long_line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX));
+        assert_eq!(refused(&long_line[..MAX + 10]), LINE_TOO_LONG);
+        let long_head = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX));
+        assert_eq!(refused(&long_head), TOO_LARGE);
+        let complete = format!("{long_head}\r\n");
+        assert_eq!(refused(&complete), TOO_LARGE);
+        let many: String = (0..300).map(|i| format!("X-{i}: v\r\n")).collect();
+        let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert_eq!(scan(many.as_bytes(), 1 << 20), Verdict::Refuse(TOO_MANY));
+        // A head exactly at the limit is fine.
+        let exact = "GET / HTTP/1.1\r\n\r\n";
+        assert_eq!(scan(exact.as_bytes(), exact.len()), Verdict::Complete);
+        assert_eq!(
+            scan(exact.as_bytes(), exact.len() - 1),
+            Verdict::Refuse(TOO_LARGE)
+        );
+    }
+}
