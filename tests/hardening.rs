@@ -369,3 +369,161 @@ async fn idle_keepalive_connections_are_closed_after_the_timeout() {
         "closed too early: {after:?}"
     );
 }
+
+/// A client that trickles its request head is cut off with 408 once
+/// `--header-timeout` has passed since the connection opened, however
+/// steadily it sends; one that sends nothing is closed without an answer.
+/// On a keep-alive connection the clock starts at the next head's first
+/// byte, not at the end of the previous response.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_request_heads_are_cut_off_after_the_header_timeout() {
+    let up = Upstream::start("a").await;
+    let proxy = Proxy::start_with(
+        &routes_yaml(&[("/app1", &up.host_port())]),
+        &["--header-timeout", "1"],
+    )
+    .await;
+
+    // One byte every 100 ms: every single read is quick, the head never ends.
+    let mut slow = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let trickle = async {
+        for b in b"GET /app1 HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().cycle() {
+            if slow.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    // The trickle stops once the proxy closes (a write fails) or after a
+    // generous bound, whichever is first; the answer is read afterwards.
+    let _ = tokio::time::timeout(support::patience(), trickle).await;
+    let cut = started.elapsed();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(support::patience(), slow.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(statuses(&answer), [408], "{answer}");
+    assert!(
+        answer.contains("request head not received in time"),
+        "{answer}"
+    );
+    assert!(
+        cut >= Duration::from_millis(900) && cut < support::patience(),
+        "cut after {cut:?}"
+    );
+
+    // Silent: closed after the timeout, no answer.
+    let mut silent = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(support::patience(), silent.read_to_end(&mut got)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "{closed:?} {got:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // Keep-alive: idle for longer than the header timeout (the keep-alive
+    // timeout is 75 s), then a head that arrives in one go is served.
+    let mut conn = support::RawConn::connect(proxy.addr).await;
+    assert_eq!(conn.get("x", "/app1/one").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(conn.get("x", "/app1/two").await.status, 200);
+
+    let samples = proxy.scrape().await;
+    let timed_out = support::metric(
+        &samples,
+        "switchyard_http_requests_total",
+        &[("route", "unmatched"), ("code", "408")],
+    );
+    assert_eq!(timed_out, Some(1.0), "only the trickling client is counted");
+    assert_eq!(up.hits(), 2);
+}
+
+/// `--max-header-bytes` bounds the request head: one within it is served,
+/// one beyond it gets 431 (414 when the request line alone is too long),
+/// and neither of those reaches the upstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn request_heads_beyond_the_size_limit_are_refused() {
+    let up = Upstream::start("a").await;
+    let proxy = Proxy::start_with(
+        &routes_yaml(&[("/app1", &up.host_port())]),
+        &["--max-header-bytes", "2048"],
+    )
+    .await;
+    let head = |cookie: usize| {
+        format!(
+            "GET /app1 HTTP/1.1\r\nHost: x\r\nCookie: {}\r\nConnection: close\r\n\r\n",
+            "c".repeat(cookie)
+        )
+    };
+    let ok = exchange(&proxy, head(1500).as_bytes()).await;
+    assert_eq!(statuses(&ok), [200], "{ok}");
+    let big = exchange(&proxy, head(3000).as_bytes()).await;
+    assert_eq!(statuses(&big), [431], "{big}");
+    assert!(big.contains("request header fields too large"), "{big}");
+    let line = format!("GET /app1/{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(3000));
+    let long = exchange(&proxy, line.as_bytes()).await;
+    assert_eq!(statuses(&long), [414], "{long}");
+    assert_eq!(up.hits(), 1);
+
+    let (code, _, err) = support::run_cli(&[
+        "serve",
+        "--config",
+        "/nonexistent",
+        "--max-header-bytes",
+        "10",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("max-header-bytes"), "{err}");
+}
+
+/// `--max-connections`: with the cap reached, a new connection is answered
+/// 503 and closed at once (and counted); once one closes, new connections
+/// are served again.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_beyond_the_cap_get_503() {
+    let up = Upstream::start("a").await;
+    let proxy = Proxy::start_with(
+        &routes_yaml(&[("/app1", &up.host_port())]),
+        &["--max-connections", "3"],
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = support::RawConn::connect(proxy.addr).await;
+        assert_eq!(c.get("x", "/app1").await.status, 200);
+        held.push(c);
+    }
+    let open =
+        |samples: &[support::Sample]| support::metric(samples, "switchyard_connections_open", &[]);
+    assert_eq!(open(&proxy.scrape().await), Some(3.0));
+
+    let mut extra = support::RawConn::connect(proxy.addr).await;
+    extra.send(b"GET /app1 HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let r = extra.read_response().await.expect("an answer");
+    assert_eq!(r.status, 503);
+    assert!(
+        r.body.contains("too many connections (limit 3)"),
+        "{}",
+        r.body
+    );
+    assert!(extra.is_closed().await);
+    let samples = proxy.scrape().await;
+    assert_eq!(
+        support::metric(&samples, "switchyard_connections_refused_total", &[]),
+        Some(1.0)
+    );
+    proxy.wait_log("connection limit reached").await;
+
+    // The held connections still work; closing one frees its place.
+    assert_eq!(held[0].get("x", "/app1").await.status, 200);
+    held.pop();
+    support::eventually("a freed connection slot", || {
+        let proxy = &proxy;
+        async move {
+            let mut c = support::RawConn::connect(proxy.addr).await;
+            c.send(b"GET /app1 HTTP/1.1\r\nHost: x\r\n\r\n").await;
+            (c.read_response().await?.status == 200).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(up.hits(), 5);
+}

@@ -232,7 +232,11 @@ impl Front {
 
 /// Reads once into `buf`, within `limit` if there is one. `None` when the
 /// time ran out or the read failed; `Some(0)` when the client closed.
-async fn read_more(stream: &mut Stream, buf: &mut BytesMut, limit: Option<Duration>) -> Option<usize> {
+async fn read_more(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    limit: Option<Duration>,
+) -> Option<usize> {
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
         buf.reserve(READ_CHUNK);
     }

@@ -66,22 +66,37 @@ const TOO_MANY: Refusal = Refusal::new(431, "too many header fields");
 /// its body may follow), against `max_bytes`.
 pub fn scan(buf: &[u8], max_bytes: usize) -> Verdict {
     match judge(buf) {
-        Parsed::Complete(len) if len > max_bytes => Verdict::Refuse(TOO_LARGE),
+        Parsed::Complete(len) if len > max_bytes => Verdict::Refuse(over_limit(buf, max_bytes)),
         Parsed::Complete(_) => Verdict::Complete,
-        Parsed::Partial if buf.len() > max_bytes => Verdict::Refuse(over_limit(buf)),
+        Parsed::Partial if buf.len() > max_bytes => Verdict::Refuse(over_limit(buf, max_bytes)),
         Parsed::Partial => Verdict::Partial,
         Parsed::Refuse(r) => Verdict::Refuse(r),
     }
 }
 
-/// Which limit a too-long partial head broke: the request line alone, or
-/// the head as a whole.
-fn over_limit(buf: &[u8]) -> Refusal {
-    if line_complete(buf) {
-        TOO_LARGE
-    } else {
+/// Which limit a too-long head broke: the request line alone, or the head
+/// as a whole.
+fn over_limit(buf: &[u8], max_bytes: usize) -> Refusal {
+    let (start, end) = request_line_span(buf);
+    if end.unwrap_or(buf.len()) - start > max_bytes {
         LINE_TOO_LONG
+    } else {
+        TOO_LARGE
     }
+}
+
+/// Where the request line starts (after any blank lines before it) and,
+/// once it has ended, where it ends.
+fn request_line_span(buf: &[u8]) -> (usize, Option<usize>) {
+    let start = buf
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(buf.len());
+    let end = buf[start..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|i| start + i);
+    (start, end)
 }
 
 enum Parsed {
@@ -93,7 +108,7 @@ enum Parsed {
 fn judge(buf: &[u8]) -> Parsed {
     match parse(buf) {
         Err(e @ (httparse::Error::Token | httparse::Error::Version)) => {
-            if !line_complete(buf) {
+            if request_line_span(buf).1.is_none() {
                 // The target may go on in the next packet; judge the line
                 // once it is whole (the size limit still applies).
                 return Parsed::Partial;
@@ -105,9 +120,7 @@ fn judge(buf: &[u8]) -> Parsed {
                 Some(escaped) => match parse(&escaped) {
                     // The escaped head is longer than the bytes on the wire;
                     // the size limit is about the latter.
-                    Ok(Parsed::Complete(_)) => {
-                        Parsed::Complete(head_end(buf).unwrap_or(buf.len()))
-                    }
+                    Ok(Parsed::Complete(_)) => Parsed::Complete(head_end(buf).unwrap_or(buf.len())),
                     Ok(p) => p,
                     Err(e) => Parsed::Refuse(parse_error(e)),
                 },
@@ -117,15 +130,6 @@ fn judge(buf: &[u8]) -> Parsed {
         Err(e) => Parsed::Refuse(parse_error(e)),
         Ok(p) => p,
     }
-}
-
-/// Whether the request line (after any blank lines before it) has ended.
-fn line_complete(buf: &[u8]) -> bool {
-    let start = buf
-        .iter()
-        .position(|b| !matches!(b, b'\r' | b'\n'))
-        .unwrap_or(buf.len());
-    buf[start..].contains(&b'\n')
 }
 
 /// One `httparse` pass over `buf`, with the framing checks on a complete
@@ -166,8 +170,7 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 fn escape_target(buf: &[u8]) -> Option<Vec<u8>> {
     let re = REQUEST_LINE.as_ref()?;
     let uri = re.captures(buf)?.name("uri")?;
-    let encoded: String =
-        percent_encoding::percent_encode(uri.as_bytes(), URI_ESCAPE).collect();
+    let encoded: String = percent_encoding::percent_encode(uri.as_bytes(), URI_ESCAPE).collect();
     if encoded.len() == uri.len() {
         return None;
     }
@@ -225,7 +228,10 @@ fn merge_lengths(acc: &mut Option<u64>, value: &[u8]) -> bool {
     if acc.is_some() || value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
         return false;
     }
-    match std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok()) {
+    match std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         Some(n) => {
             *acc = Some(n);
             true
@@ -359,9 +365,18 @@ mod tests {
     fn malformed_heads_are_refused_with_their_reason() {
         for (head, reason) in [
             ("G@T / HTTP/1.1\r\n\r\n", "invalid method or request target"),
-            ("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", "invalid header field name"),
-            ("GET / HTTP/1.1\r\nX : y\r\n\r\n", "invalid header field name"),
-            ("GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", "invalid header field name"),
+            (
+                "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+                "invalid header field name",
+            ),
+            (
+                "GET / HTTP/1.1\r\nX : y\r\n\r\n",
+                "invalid header field name",
+            ),
+            (
+                "GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
+                "invalid header field name",
+            ),
             ("GET / HTTP/9.9\r\n\r\n", "invalid HTTP version"),
             // HTTP/0.9: no version at all.
             ("GET /\r\n\r\n", "invalid method or request target"),
@@ -374,6 +389,7 @@ mod tests {
     fn size_limits_name_what_was_too_long() {
         let long_line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX));
         assert_eq!(refused(&long_line[..MAX + 10]), LINE_TOO_LONG);
+        assert_eq!(refused(&format!("{long_line}\r\n")), LINE_TOO_LONG);
         let long_head = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX));
         assert_eq!(refused(&long_head), TOO_LARGE);
         let complete = format!("{long_head}\r\n");
