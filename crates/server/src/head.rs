@@ -249,17 +249,25 @@ fn last_coding(value: &[u8]) -> &[u8] {
     last.trim_ascii()
 }
 
-/// An absolute-form or authority-form target must agree with `Host` and
-/// carry no userinfo. Such targets are rare, so this builds Pingora's own
-/// request header and asks Pingora's own check rather than restate it.
+/// The request target must become a URI the way Pingora turns it into one
+/// (`RequestHeader::set_raw_path`): an origin-form target is checked by the
+/// same `http` builder, cheaply; the rare absolute- and authority-form ones
+/// by building Pingora's own request header and asking Pingora's own
+/// authority check (it must agree with `Host` and carry no userinfo).
 fn authority(req: &httparse::Request<'_, '_>, host: Option<&[u8]>) -> Result<(), Refusal> {
     let (Some(method), Some(path)) = (req.method, req.path) else {
         return Ok(());
     };
-    if path.starts_with('/') || path == "*" {
-        return Ok(());
-    }
     let invalid = Refusal::new(400, "invalid request target");
+    // A fragment is never part of the target; Pingora drops it first.
+    let target = path.split('#').next().unwrap_or_default();
+    if target.is_empty() || target.starts_with(['/', '?']) || target == "*" {
+        return http::Uri::builder()
+            .path_and_query(target)
+            .build()
+            .map(drop)
+            .map_err(|_| invalid);
+    }
     let mut header = pingora_http::RequestHeader::build(method, path.as_bytes(), None)
         .map_err(|_| invalid.clone())?;
     if let Some(h) = host {
