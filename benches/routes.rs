@@ -1,6 +1,7 @@
 //! Criterion benchmarks for the routing table: lookup and compile time at
 //! 10, 1 000, 10 000 and 100 000 routes, and the per-request cost of taking
-//! a snapshot of the shared table.
+//! a snapshot of the shared table, and the per-request cost of judging a
+//! request head before Pingora parses it (`head::scan`).
 //!
 //! `cargo bench --bench routes`; results in benches/README.md.
 
@@ -100,5 +101,31 @@ fn snapshot(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, lookup, normalize, compile, snapshot);
+/// What each request pays for being read by `Front` before Pingora: one
+/// `httparse` pass plus the framing and target checks, on a head like
+/// wrk's and on a browser-sized one.
+fn head_scan(c: &mut Criterion) {
+    let small = b"GET /app1/x HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n".to_vec();
+    let browser = concat!(
+        "GET /team1/app2/static/js/main.js?v=3 HTTP/1.1\r\n",
+        "Host: dev.example.com\r\n",
+        "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n",
+        "Accept: */*\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\n",
+        "Referer: http://dev.example.com/team1/app2/\r\nConnection: keep-alive\r\n",
+        "Cookie: session=0123456789abcdef0123456789abcdef; theme=dark\r\n",
+        "Sec-Fetch-Dest: script\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Site: same-origin\r\n\r\n",
+    )
+    .as_bytes()
+    .to_vec();
+    let mut g = c.benchmark_group("head_scan");
+    for (name, head) in [("wrk", small), ("browser", browser)] {
+        g.throughput(Throughput::Bytes(head.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| switchyard_server::head::scan(black_box(&head), 32 * 1024))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, lookup, normalize, compile, snapshot, head_scan);
 criterion_main!(benches);
