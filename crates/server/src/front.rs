@@ -204,12 +204,25 @@ impl Front {
 
     /// Answers a refused head, counts and logs it, and closes.
     async fn refuse(&self, mut stream: Stream, head: &[u8], refusal: &Refusal, started: Instant) {
-        let status = http::StatusCode::from_u16(refusal.status)
+        let phrase = http::StatusCode::from_u16(refusal.status)
             .ok()
             .and_then(|s| s.canonical_reason())
-            .unwrap_or("Error");
-        let answer = plain_answer(refusal.status, status, &format!("{}\n", refusal.reason));
-        let written = write_and_linger(&mut stream, answer.as_bytes()).await;
+            .unwrap_or("error");
+        // Say which limit was hit, so a client's developer can tell a
+        // proxy limit from a bug of their own.
+        let limit = match refusal.status {
+            408 => format!(" (limit {:?})", self.limits.header_timeout),
+            414 | 431 => format!(" (limit {} bytes)", self.limits.max_header_bytes),
+            _ => String::new(),
+        };
+        let body = format!(
+            "{} {}: {}{limit}\n",
+            refusal.status,
+            phrase.to_ascii_lowercase(),
+            refusal.reason
+        );
+        let answer = plain_answer(refusal.status, phrase, &body);
+        let written = write_answer(&mut stream, answer.as_bytes()).await;
         let elapsed = started.elapsed();
         self.unmatched.request(refusal.status, elapsed);
         if self.access_log {
@@ -226,6 +239,9 @@ impl Front {
                 answered = written,
                 "request refused"
             );
+        }
+        if written {
+            linger(&mut stream).await;
         }
     }
 }
@@ -269,30 +285,32 @@ fn plain_answer(code: u16, reason: &str, body: &str) -> String {
     )
 }
 
-/// Writes `answer`, ends our side, and reads (and drops) what the client
-/// still sends for a moment, so that closing with unread bytes does not
-/// reset the connection before the client has read the answer.
-async fn write_and_linger(stream: &mut Stream, answer: &[u8]) -> bool {
-    let until = Instant::now() + LINGER;
-    let written = tokio::time::timeout(LINGER, async {
+/// Writes `answer` and ends our side of the connection; false when the
+/// client could not be written to in time.
+async fn write_answer(stream: &mut Stream, answer: &[u8]) -> bool {
+    tokio::time::timeout(LINGER, async {
         stream.write_all(answer).await?;
         stream.flush().await?;
         stream.shutdown().await
     })
     .await
-    .is_ok_and(|r| r.is_ok());
-    if written {
-        let mut scratch = [0u8; 4096];
-        let mut drained = 0;
-        while drained < LINGER_BYTES {
-            let left = until.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, stream.read(&mut scratch)).await {
-                Ok(Ok(n)) if n > 0 => drained += n,
-                _ => break,
-            }
+    .is_ok_and(|r| r.is_ok())
+}
+
+/// Reads (and drops) what the client still sends, for a moment, so that
+/// closing with unread bytes does not reset the connection before the
+/// client has read the answer (nginx's lingering close).
+async fn linger(stream: &mut Stream) {
+    let until = Instant::now() + LINGER;
+    let mut scratch = [0u8; 4096];
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        let left = until.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut scratch)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => break,
         }
     }
-    written
 }
 
 /// Method and target of a (possibly broken) request line, for the log:
@@ -367,7 +385,9 @@ impl ConnectionSlots {
         self.maybe_log();
         let body = format!("503 too many connections (limit {})\n", self.max);
         let answer = plain_answer(503, "Service Unavailable", &body);
-        write_and_linger(&mut stream, answer.as_bytes()).await;
+        if write_answer(&mut stream, answer.as_bytes()).await {
+            linger(&mut stream).await;
+        }
     }
 
     fn maybe_log(&self) {

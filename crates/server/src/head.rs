@@ -56,7 +56,7 @@ impl Refusal {
 }
 
 /// A request head larger than the limit.
-pub const TOO_LARGE: Refusal = Refusal::new(431, "request header fields too large");
+pub const TOO_LARGE: Refusal = Refusal::new(431, "request head too large");
 /// A request line longer than the whole limit.
 pub const LINE_TOO_LONG: Refusal = Refusal::new(414, "request line too long");
 /// More header fields than Pingora takes.
