@@ -169,7 +169,7 @@ impl Front {
                 _ = stopping.wait_for(|s| *s) => return HeadRead::Closed,
             };
             match got {
-                Some(n) if n > 0 => started = Instant::now(),
+                Ok(n) if n > 0 => started = Instant::now(),
                 _ => return HeadRead::Closed,
             }
         }
@@ -184,10 +184,10 @@ impl Front {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match read_more(stream, buf, Some(left)).await {
-                Some(n) if n > 0 => {}
+                Ok(n) if n > 0 => {}
                 // Timed out: a client that started a head and stalled gets
                 // 408; one that never sent a byte is just closed.
-                None if !buf.is_empty() => {
+                Err(ReadStop::TimedOut) if !buf.is_empty() => {
                     return HeadRead::Refused(
                         Refusal {
                             status: 408,
@@ -246,22 +246,32 @@ impl Front {
     }
 }
 
-/// Reads once into `buf`, within `limit` if there is one. `None` when the
-/// time ran out or the read failed; `Some(0)` when the client closed.
+/// Why a read gave no bytes.
+enum ReadStop {
+    /// The time allowed ran out.
+    TimedOut,
+    /// The connection failed (reset, or worse).
+    Failed,
+}
+
+/// Reads once into `buf`, within `limit` if there is one; `Ok(0)` when the
+/// client closed.
 async fn read_more(
     stream: &mut Stream,
     buf: &mut BytesMut,
     limit: Option<Duration>,
-) -> Option<usize> {
+) -> Result<usize, ReadStop> {
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
         buf.reserve(READ_CHUNK);
     }
     let read = stream.read_buf(buf);
     let result = match limit {
-        Some(limit) => tokio::time::timeout(limit, read).await.ok()?,
+        Some(limit) => tokio::time::timeout(limit, read)
+            .await
+            .map_err(|_| ReadStop::TimedOut)?,
         None => read.await,
     };
-    result.ok()
+    result.map_err(|_| ReadStop::Failed)
 }
 
 /// Puts `head` back in front of the stream's unread bytes, for Pingora to
