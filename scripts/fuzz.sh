@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Fuzzes switchyard-routes with cargo-fuzz (libFuzzer): each target in
+# Fuzzes the routes file parser, path normalization and the request-head
+# check with cargo-fuzz (libFuzzer): each target in
 # fuzz/ runs for a fixed time, one after the other.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
 #   SECONDS        time per target; default $FUZZ_SECONDS, else 300
-#   TARGET         parse_compile, normalize; default: all of them
+#   TARGET         parse_compile, normalize, request_head; default: all
 #
 #   e.g. scripts/fuzz.sh 60; FUZZ_SECONDS=900 scripts/fuzz.sh normalize
 #
@@ -52,7 +53,7 @@ nice_level="${FUZZ_NICE:-15}"
 sanitizer="${FUZZ_SANITIZER:-address}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(parse_compile normalize)
+  targets=(parse_compile normalize request_head)
 fi
 
 export RUSTC_BOOTSTRAP=1

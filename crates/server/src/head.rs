@@ -250,18 +250,20 @@ fn last_coding(value: &[u8]) -> &[u8] {
 }
 
 /// The request target must become a URI the way Pingora turns it into one
-/// (`RequestHeader::set_raw_path`): an origin-form target is checked by the
-/// same `http` builder, cheaply; the rare absolute- and authority-form ones
-/// by building Pingora's own request header and asking Pingora's own
-/// authority check (it must agree with `Host` and carry no userinfo).
+/// (`RequestHeader::set_raw_path`): an origin-form target (`/…`) is checked
+/// by the same `http` builder, cheaply; anything else (absolute form,
+/// `*`, `?x`, garbage) is rare, so Pingora's own request header is built
+/// and Pingora's own authority check asked (the authority must be
+/// unambiguous, agree with `Host` and carry no userinfo).
 fn authority(req: &httparse::Request<'_, '_>, host: Option<&[u8]>) -> Result<(), Refusal> {
     let (Some(method), Some(path)) = (req.method, req.path) else {
         return Ok(());
     };
     let invalid = Refusal::new(400, "invalid request target");
-    // A fragment is never part of the target; Pingora drops it first.
-    let target = path.split('#').next().unwrap_or_default();
-    if target.is_empty() || target.starts_with(['/', '?']) || target == "*" {
+    if path.starts_with('/') {
+        // Origin form, the common case. A fragment is never part of the
+        // target; Pingora drops it first.
+        let target = path.split('#').next().unwrap_or_default();
         return http::Uri::builder()
             .path_and_query(target)
             .build()
