@@ -329,13 +329,17 @@ async fn manual_triggers_and_reload_command_exit_codes() {
         "{out}"
     );
 
-    // Fixing the file and reloading by hand applies it at once.
-    std::fs::write(
-        &proxy.config,
-        "routes:\n  - {path: /m, upstream: '127.0.0.1:1'}\n",
+    // Fixing the file and reloading by hand applies it at once. The file is
+    // kept open meanwhile: the watcher waits for the writer to close it (or
+    // for 1 s of quiet), so the command, not the watcher, is what applies it.
+    let mut writer = std::fs::File::create(&proxy.config).expect("open");
+    std::io::Write::write_all(
+        &mut writer,
+        b"routes:\n  - {path: /m, upstream: '127.0.0.1:1'}\n",
     )
     .expect("write");
     let (code, out, _) = support::run_cli(&["reload", "--admin", &admin]);
+    drop(writer);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("added /m") && out.contains("removed /n"),
