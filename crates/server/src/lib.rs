@@ -190,7 +190,6 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             proxy::RouterOptions {
                 access_log: cfg.access_log,
                 trusted: Arc::clone(&trusted),
-                keepalive_timeout: cfg.keepalive_timeout,
             },
         );
         let proxy = pingora_proxy::http_proxy(&server.configuration, router);

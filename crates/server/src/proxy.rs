@@ -34,9 +34,6 @@ pub struct RouterOptions {
     pub access_log: bool,
     /// Peers whose `X-Forwarded-*` headers are believed.
     pub trusted: Arc<[ipnet::IpNet]>,
-    /// How long an idle keep-alive client connection is kept; `None` keeps
-    /// it until the client closes it (Pingora's default).
-    pub keepalive_timeout: Option<std::time::Duration>,
 }
 
 impl Router {
@@ -124,12 +121,6 @@ impl ProxyHttp for Router {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        // Pingora keeps an idle HTTP/1.1 client connection forever; bound it,
-        // unless this request already turned keep-alive off (`Connection:
-        // close`, HTTP/1.0).
-        if let (Some(idle), Some(_)) = (self.options.keepalive_timeout, session.get_keepalive()) {
-            session.set_keepalive(Some(idle.as_secs().max(1)));
-        }
         let path = session.req_header().uri.path();
         let normalized = match normalize_path(path) {
             Ok(p) => p,
