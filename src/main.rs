@@ -100,7 +100,7 @@ struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1024..=1_048_575))]
     max_header_bytes: u64,
     /// Client connections open at once; beyond it new ones get 503 and are closed (0: no cap).
-    #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS", default_value_t = 4096)]
     max_connections: u64,
     /// Seconds to keep serving after SIGTERM while readiness reports 503.
     #[arg(long, env = "SWITCHYARD_DRAIN_DELAY", default_value_t = 5.0)]

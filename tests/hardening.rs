@@ -532,3 +532,62 @@ async fn connections_beyond_the_cap_get_503() {
     .await;
     assert_eq!(up.hits(), 5);
 }
+
+/// Soft and hard "Max open files" of a process, as /proc shows them.
+fn open_files_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_owned();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    (fields[3].to_owned(), fields[4].to_owned())
+}
+
+/// At startup the open-file soft limit is raised to the hard one (container
+/// runtimes often start processes at 1 024 of a far higher hard limit); a
+/// limit still too low for `--max-connections` is said in the log, and the
+/// proxy serves anyway.
+#[tokio::test(flavor = "multi_thread")]
+async fn open_file_limit_is_raised_and_checked_against_the_cap() {
+    let up = Upstream::start("a").await;
+    let yaml = routes_yaml(&[("/app1", &up.host_port())]);
+
+    let raised =
+        Proxy::start_in_shell(&yaml, "ulimit -Sn 256", &["--max-connections", "100"]).await;
+    let (soft, hard) = open_files_limits(raised.pid());
+    let expected = if hard == "unlimited" {
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .unwrap()
+            .trim()
+            .to_owned()
+    } else {
+        hard.clone()
+    };
+    assert_eq!(soft, expected, "soft limit not raised (hard {hard})");
+    assert!(
+        raised.logs().contains(&format!("open_files_limit={soft}")),
+        "{}",
+        raised.logs()
+    );
+    assert!(!raised.logs().contains("open-file limit is below"));
+
+    let short = Proxy::start_in_shell(&yaml, "ulimit -n 300", &["--max-connections", "1000"]).await;
+    assert_eq!(open_files_limits(short.pid()), ("300".into(), "300".into()));
+    let logs = short.wait_log("open-file limit is below").await;
+    let line = logs
+        .lines()
+        .find(|l| l.contains("open-file limit is below"))
+        .unwrap();
+    assert!(
+        line.contains("open_files_limit=300") && line.contains("needed=2128"),
+        "{line}"
+    );
+    let r = support::client()
+        .get(short.url("/app1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -88,14 +88,43 @@ impl Proxy {
         Self::spawn_in(dir, config, extra).await
     }
 
+    /// Like [`Proxy::start_with`], started by `sh -c` after the shell
+    /// commands `shell` (e.g. `ulimit -Sn 256`), which then `exec`s it.
+    pub async fn start_in_shell(yaml: &str, shell: &str, extra: &[&str]) -> Proxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_dir = dir.path().join("config");
+        std::fs::create_dir(&config_dir).expect("config dir");
+        let config = config_dir.join("routes.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        Self::spawn(dir, config, extra, Some(shell)).await
+    }
+
     /// Starts the proxy on an existing config file inside `dir`.
     pub async fn spawn_in(dir: tempfile::TempDir, config: PathBuf, extra: &[&str]) -> Proxy {
+        Self::spawn(dir, config, extra, None).await
+    }
+
+    async fn spawn(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        extra: &[&str],
+        shell: Option<&str>,
+    ) -> Proxy {
         let mut dir = Some(dir);
         // Ports are picked by binding :0 and closing; another process can
         // take one in between, so a failed bind is retried with new ports.
         for _ in 0..5 {
             let (addr, admin) = (refused_addr(), refused_addr());
-            let mut cmd = Command::new(BIN);
+            let mut cmd = match shell {
+                Some(shell) => {
+                    let mut sh = Command::new("sh");
+                    sh.arg("-c")
+                        .arg(format!("{shell} && exec \"$0\" \"$@\""))
+                        .arg(BIN);
+                    sh
+                }
+                None => Command::new(BIN),
+            };
             cmd.arg("serve")
                 .arg("--config")
                 .arg(&config)

@@ -6,6 +6,7 @@
 //! file, bind, run until a signal, drain, return.
 
 pub mod admin;
+mod fdlimit;
 pub mod forwarded;
 pub mod front;
 pub mod head;
@@ -136,6 +137,21 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     check_bind(cfg.listen, "--listen")?;
     check_bind(cfg.admin_listen, "--admin-listen")?;
 
+    let open_files = fdlimit::raise_open_files_limit();
+    if let (Some(limit), Some(max)) = (open_files, cfg.max_connections) {
+        let needed = fdlimit::needed_for(max);
+        if limit < needed {
+            tracing::warn!(
+                open_files_limit = limit,
+                max_connections = max,
+                needed,
+                "the open-file limit is below what --max-connections needs (two per connection); \
+                 new connections will fail with 'too many open files' before the cap is reached: \
+                 raise the limit (ulimit -n, the container runtime's nofile) or lower --max-connections"
+            );
+        }
+    }
+
     let route_count = table.len();
     let metrics = Arc::new(metrics::Metrics::new()?);
     let first = Snapshot::new(table, &bytes, 1, &metrics);
@@ -241,6 +257,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         listen = %cfg.listen,
         admin = %cfg.admin_listen,
         threads = cfg.threads,
+        open_files_limit = open_files,
         "switchyard started"
     );
 
