@@ -119,6 +119,11 @@ impl ServerApp for Front {
         let mut first = true;
         loop {
             buf.clear();
+            if buf.capacity() > 2 * READ_CHUNK {
+                // A large head grew it; an idle connection should not keep
+                // that much.
+                buf = BytesMut::with_capacity(READ_CHUNK);
+            }
             match self.read_head(&mut stream, &mut buf, first, shutdown).await {
                 HeadRead::Ready => {}
                 HeadRead::Closed => return None,
