@@ -2,6 +2,10 @@
 //! on `--admin-listen`, both on Pingora, sharing one swappable routing
 //! snapshot ([`state::SharedSnapshot`]) and one [`state::Lifecycle`].
 //!
+//! A connection on `--listen` goes through [`front::Front`] (limits, and
+//! the request-head check of [`head`]) and then to pingora-proxy with
+//! [`proxy::Router`] as its `ProxyHttp`.
+//!
 //! [`serve`] is the whole life of a `switchyard serve` process: load the
 //! file, bind, run until a signal, drain, return.
 
