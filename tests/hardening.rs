@@ -29,6 +29,14 @@ async fn exchange(proxy: &Proxy, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `serve` with `flag value` exits 2 (a usage error) before reading any
+/// file, saying `needle`.
+fn assert_flag_refused(flag: &str, value: &str, needle: &str) {
+    let (code, _, err) = support::run_cli(&["serve", "--config", "/nonexistent", flag, value]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(needle), "{err}");
+}
+
 fn statuses(resp: &str) -> Vec<u16> {
     resp.match_indices("HTTP/1.1 ")
         .filter_map(|(i, _)| resp[i + 9..].get(..3)?.parse().ok())
@@ -215,15 +223,7 @@ async fn trusted_proxies_are_believed() {
         echo.header("x-forwarded-for"),
         ["6.6.6.6, 203.0.113.9, 10.1.1.1, 127.0.0.1"]
     );
-    let (code, _, err) = support::run_cli(&[
-        "serve",
-        "--config",
-        "/nonexistent",
-        "--trusted-proxies",
-        "10.0.0.0/33",
-    ]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("not a CIDR"), "{err}");
+    assert_flag_refused("--trusted-proxies", "10.0.0.0/33", "not a CIDR");
 }
 
 /// A client that hangs up before the response is counted as 499 (nginx's
@@ -469,15 +469,7 @@ async fn request_heads_beyond_the_size_limit_are_refused() {
     assert_eq!(statuses(&long), [414], "{long}");
     assert_eq!(up.hits(), 1);
 
-    let (code, _, err) = support::run_cli(&[
-        "serve",
-        "--config",
-        "/nonexistent",
-        "--max-header-bytes",
-        "10",
-    ]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("max-header-bytes"), "{err}");
+    assert_flag_refused("--max-header-bytes", "10", "max-header-bytes");
 }
 
 /// `--max-connections`: with the cap reached, a new connection is answered

@@ -332,12 +332,8 @@ async fn linger(stream: &mut Stream) {
 /// lossy, escaped and cut short.
 fn request_line(head: &[u8]) -> (String, String) {
     const MAX: usize = 256;
-    let start = head
-        .iter()
-        .position(|b| !matches!(b, b'\r' | b'\n'))
-        .unwrap_or(head.len());
-    let line = &head[start..];
-    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+    let (start, end) = head::request_line_span(head);
+    let line = &head[start..end.unwrap_or(head.len())];
     let line = &line[..line.len().min(MAX)];
     let mut parts = line.trim_ascii_end().splitn(3, |&b| b == b' ');
     let mut field = || {

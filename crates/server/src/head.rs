@@ -86,8 +86,8 @@ fn over_limit(buf: &[u8], max_bytes: usize) -> Refusal {
 }
 
 /// Where the request line starts (after any blank lines before it) and,
-/// once it has ended, where it ends.
-fn request_line_span(buf: &[u8]) -> (usize, Option<usize>) {
+/// once it has ended, where its `\n` is.
+pub(crate) fn request_line_span(buf: &[u8]) -> (usize, Option<usize>) {
     let start = buf
         .iter()
         .position(|b| !matches!(b, b'\r' | b'\n'))
