@@ -167,7 +167,7 @@ fn check(path: &std::path::Path) -> u8 {
         }
         Err(ServeError::Invalid(errors)) => {
             eprintln!("{errors}");
-            let n = errors.errors.len();
+            let n = errors.total();
             eprintln!(
                 "{}: {n} error{}",
                 path.display(),

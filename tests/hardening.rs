@@ -170,6 +170,112 @@ async fn content_length_with_transfer_encoding_is_one_request() {
     assert!(!resp.contains("smuggled"));
 }
 
+/// Every chunked request body is checked strictly as it arrives (RFC 9112
+/// §7.1): a broken chunk gets one 400 and the connection closes, and the
+/// bytes after it never run as a request of their own. The empty size line
+/// is the case Pingora alone takes for the last chunk. A valid chunked body
+/// (extensions and trailers included) is served, and its connection serves
+/// the next request.
+#[tokio::test(flavor = "multi_thread")]
+async fn chunked_bodies_are_checked_strictly() {
+    let (up, other) = tokio::join!(Upstream::start("a"), Upstream::start("other"));
+    let proxy = Proxy::start(&routes_yaml(&[
+        ("/app1", &up.host_port()),
+        ("/smuggled", &other.host_port()),
+    ]))
+    .await;
+    let head = "POST /app1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let next = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (name, body, reason) in [
+        ("empty size line", "\r\nhello\r\n0\r\n\r\n", "chunk size"),
+        ("bare LF after the size", "5\nhello\r\n0\r\n\r\n", "LF"),
+        ("hex prefix", "0x5\r\nhello\r\n0\r\n\r\n", "chunk size"),
+        ("negative size", "-1\r\nhello\r\n0\r\n\r\n", "chunk size"),
+        ("space after the size", "5 \r\nhello\r\n0\r\n\r\n", ""),
+        ("data longer than its size", "3\r\nhello\r\n0\r\n\r\n", ""),
+        (
+            "size overflow",
+            "10000000000000000\r\nhello\r\n0\r\n\r\n",
+            "",
+        ),
+        (
+            "later chunk broken",
+            "5\r\nhello\r\nzz\r\n0\r\n\r\n",
+            "chunk size",
+        ),
+        (
+            "trailer folded",
+            "0\r\nX-A: 1\r\n folded\r\n\r\n",
+            "trailer",
+        ),
+    ] {
+        let resp = exchange(&proxy, format!("{head}{body}{next}").as_bytes()).await;
+        assert_eq!(statuses(&resp), [400], "{name}: {resp}");
+        assert!(resp.contains("invalid chunked body"), "{name}: {resp}");
+        assert!(resp.contains(reason), "{name}: {resp}");
+        assert!(
+            resp.to_ascii_lowercase().contains("connection: close"),
+            "{name}: {resp}"
+        );
+    }
+    assert_eq!(
+        other.hits(),
+        0,
+        "bytes after a broken body ran as a request"
+    );
+    let logs = proxy.wait_log("request body refused").await;
+    assert!(logs.contains("invalid chunked body at byte 0"), "{logs}");
+
+    // Valid bodies, then a second request on the same connection.
+    for body in [
+        "5\r\nhello\r\n0\r\n\r\n",
+        "5;name=value;q=\"a b\"\r\nhello\r\n000\r\nX-Trailer: t\r\n\r\n",
+        "0\r\n\r\n",
+    ] {
+        let mut conn = support::RawConn::connect(proxy.addr).await;
+        conn.send(format!("{head}{body}").as_bytes()).await;
+        let first = conn.read_response().await.expect("first response");
+        assert_eq!(first.status, 200, "{body:?}: {first:?}");
+        let second = conn.get("x", "/app1/again").await;
+        assert_eq!(second.status, 200, "{body:?}: {second:?}");
+        let echo: Echo = serde_json::from_str(&second.body).unwrap();
+        assert_eq!(echo.uri, "/app1/again");
+    }
+}
+
+/// An HTTP/1.1 request without `Host` is a 400 (RFC 9112 §3.2) and never
+/// reaches an upstream, even with a catch-all route; HTTP/1.0 needs none.
+#[tokio::test(flavor = "multi_thread")]
+async fn http11_without_host_is_refused() {
+    let up = Upstream::start("a").await;
+    let proxy = Proxy::start(&routes_yaml(&[("/", &up.host_port())])).await;
+    for req in [
+        &b"GET /x HTTP/1.1\r\n\r\n"[..],
+        &b"GET /x HTTP/1.1\r\nX-Host: a\r\n\r\n"[..],
+        &b"GET http://a/x HTTP/1.1\r\n\r\n"[..],
+    ] {
+        let resp = exchange(&proxy, req).await;
+        assert_eq!(statuses(&resp), [400], "{resp}");
+        assert!(resp.contains("missing Host header"), "{resp}");
+    }
+    assert_eq!(up.hits(), 0);
+    let resp = exchange(&proxy, b"GET /x HTTP/1.0\r\n\r\n").await;
+    assert!(
+        resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"),
+        "{resp}"
+    );
+    assert_eq!(up.hits(), 1);
+    let samples = proxy.scrape().await;
+    assert_eq!(
+        support::metric(
+            &samples,
+            "switchyard_http_requests_total",
+            &[("route", "unmatched"), ("code", "400")],
+        ),
+        Some(3.0)
+    );
+}
+
 /// An absolute-form target is routed by its authority and reaches the
 /// upstream in origin form, with a matching Host.
 #[tokio::test(flavor = "multi_thread")]
@@ -183,7 +289,8 @@ async fn absolute_form_targets_route_by_their_host() {
     .await;
     for req in [
         &b"GET http://dev.example.com/app1/x?q=1 HTTP/1.1\r\nHost: dev.example.com\r\n\r\n"[..],
-        &b"GET http://dev.example.com/app1/x?q=1 HTTP/1.1\r\n\r\n"[..],
+        // HTTP/1.0 may leave Host out; the authority then supplies it.
+        &b"GET http://dev.example.com/app1/x?q=1 HTTP/1.0\r\n\r\n"[..],
     ] {
         let resp = exchange(&proxy, req).await;
         assert_eq!(statuses(&resp), [200], "{resp}");

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use marked_yaml::Spanned;
 
-use crate::error::{ConfigError, Location, Problem, RouteLabel};
+use crate::error::{ConfigError, Errors, Problem, RouteLabel};
 use crate::parse::start;
 use crate::path::canonical_route_path;
 use crate::schema::{RawFile, RawRoute, RawUpstreams};
@@ -13,16 +13,17 @@ use crate::values::{parse_duration, parse_host, parse_upstream};
 
 /// Validates a parsed file and builds its table. If this succeeds, the table
 /// serves: nothing about it can fail later except per-request DNS lookups.
+/// On failure returns the problems in file order: the first
+/// [`MAX_REPORTED_ERRORS`] of them.
+///
+/// [`MAX_REPORTED_ERRORS`]: crate::MAX_REPORTED_ERRORS
 pub fn compile(raw: &RawFile) -> Result<Table, Vec<ConfigError>> {
-    compile_with(raw, Vec::new())
+    compile_with(raw, Errors::new()).map_err(|errors| errors.finish().0)
 }
 
 /// Compiles, adding to errors already found while parsing, so that one
 /// report holds them all.
-pub(crate) fn compile_with(
-    raw: &RawFile,
-    mut errors: Vec<ConfigError>,
-) -> Result<Table, Vec<ConfigError>> {
+pub(crate) fn compile_with(raw: &RawFile, mut errors: Errors) -> Result<Table, Errors> {
     if let Some(v) = &raw.version {
         if **v != 1 {
             errors.push(ConfigError {
@@ -79,7 +80,6 @@ pub(crate) fn compile_with(
     if errors.is_empty() {
         Ok(Table::from_routes(routes))
     } else {
-        errors.sort_by_key(|e| e.location.unwrap_or(Location { line: 0, column: 0 }));
         Err(errors)
     }
 }

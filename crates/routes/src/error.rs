@@ -101,6 +101,38 @@ pub enum Problem {
         /// Why it is invalid.
         reason: &'static str,
     },
+    /// Lists and mappings nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH).
+    /// Building and reading a tree is recursive, so a file nested thousands
+    /// deep would overflow the stack; it is refused before any is built.
+    #[error(
+        "lists and mappings nest more than {limit} levels deep here; a routes file needs 4, so check the indentation and brackets"
+    )]
+    TooDeep {
+        /// The deepest nesting allowed.
+        limit: usize,
+    },
+    /// More YAML nodes than [`MAX_NODES`](crate::MAX_NODES), which no routes
+    /// file of up to 1 MiB has; refused before they are built, since each
+    /// costs memory.
+    #[error(
+        "more than {limit} YAML values (keys, values, lists, mappings) by here; that is far beyond any real routes file, so check what generated it"
+    )]
+    TooManyNodes {
+        /// The most nodes allowed.
+        limit: usize,
+    },
+    /// A second YAML document (after `---`, or after `...`); it would
+    /// otherwise be ignored.
+    #[error(
+        "a second YAML document starts here; a routes file is one document, so delete from here to the end or merge it into the first"
+    )]
+    SecondDocument,
+    /// Bytes that are not UTF-8.
+    #[error("the file is not valid UTF-8 here (byte 0x{byte:02x}); save it as UTF-8")]
+    InvalidUtf8 {
+        /// The first byte that is not part of valid UTF-8.
+        byte: u8,
+    },
     /// A timeout that is not a positive duration like `500ms`, `2s` or `1m`.
     #[error("invalid {field} {value:?}: {reason}")]
     Duration {
@@ -135,17 +167,34 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Every problem found in one file. Never empty.
+/// At most this many errors are kept for one file; the rest are counted in
+/// [`ConfigErrors::omitted`]. Twenty fill a terminal and show the pattern,
+/// and a hostile file with a million bad entries then costs twenty errors'
+/// memory, not a million.
+pub const MAX_REPORTED_ERRORS: usize = 20;
+
+/// Problems found in one file: the first [`MAX_REPORTED_ERRORS`] in file
+/// order, and how many more there were. Never empty.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigErrors {
     /// The file name the errors are reported against.
     pub source_name: String,
-    /// The problems, in file order.
+    /// The problems, in file order; at most [`MAX_REPORTED_ERRORS`].
     pub errors: Vec<ConfigError>,
+    /// How many further problems were found but not kept.
+    pub omitted: usize,
+}
+
+impl ConfigErrors {
+    /// How many problems were found: those kept plus those omitted.
+    pub fn total(&self) -> usize {
+        self.errors.len() + self.omitted
+    }
 }
 
 impl fmt::Display for ConfigErrors {
-    /// One line per problem: `file:line:column: [route #N (/path): ]message`.
+    /// One line per problem: `file:line:column: [route #N (/path): ]message`,
+    /// then `file: … and K more errors` when some were omitted.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, e) in self.errors.iter().enumerate() {
             if i > 0 {
@@ -153,6 +202,81 @@ impl fmt::Display for ConfigErrors {
             }
             write!(f, "{}:{e}", self.source_name)?;
         }
+        if self.omitted > 0 {
+            if !self.errors.is_empty() {
+                writeln!(f)?;
+            }
+            let s = if self.omitted == 1 { "" } else { "s" };
+            write!(
+                f,
+                "{}: … and {} more error{s}",
+                self.source_name, self.omitted
+            )?;
+        }
         Ok(())
     }
+}
+
+/// Collects errors as parsing and compiling find them, keeping only the
+/// [`MAX_REPORTED_ERRORS`] that come first in the file and counting the
+/// rest, so that memory stays bounded however many there are. Errors are
+/// found out of file order (parsing finds schema errors before compiling
+/// finds the others), so "first" is judged by location, not arrival.
+#[derive(Debug, Default)]
+pub(crate) struct Errors {
+    /// `(arrival, error)`; arrival breaks ties between equal locations so
+    /// the result is what a stable sort of every error would start with.
+    kept: Vec<(usize, ConfigError)>,
+    /// How many errors have been pushed in all.
+    found: usize,
+}
+
+impl Errors {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// A collection of one error.
+    pub(crate) fn one(error: ConfigError) -> Self {
+        let mut errors = Self::new();
+        errors.push(error);
+        errors
+    }
+
+    pub(crate) fn push(&mut self, error: ConfigError) {
+        let arrival = self.found;
+        self.found += 1;
+        if self.kept.len() < MAX_REPORTED_ERRORS {
+            self.kept.push((arrival, error));
+            return;
+        }
+        // Full: the new error replaces the last-placed kept one if it comes
+        // before it in the file.
+        let last = self
+            .kept
+            .iter_mut()
+            .max_by_key(|(arrival, e)| (order_key(e), *arrival));
+        if let Some(last) = last {
+            if (order_key(&error), arrival) < (order_key(&last.1), last.0) {
+                *last = (arrival, error);
+            }
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.found == 0
+    }
+
+    /// The kept errors in file order, and how many were dropped.
+    pub(crate) fn finish(mut self) -> (Vec<ConfigError>, usize) {
+        self.kept
+            .sort_by_key(|(arrival, e)| (order_key(e), *arrival));
+        let omitted = self.found.saturating_sub(self.kept.len());
+        (self.kept.into_iter().map(|(_, e)| e).collect(), omitted)
+    }
+}
+
+/// File order; whole-file problems (no location) first.
+fn order_key(e: &ConfigError) -> Location {
+    e.location.unwrap_or(Location { line: 0, column: 0 })
 }

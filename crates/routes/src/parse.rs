@@ -5,42 +5,60 @@
 
 use marked_yaml::{from_node, FromNodeError, LoadError, LoaderOptions, Node, Span};
 
-use crate::error::{ConfigError, Location, Problem, RouteLabel};
+use crate::error::{ConfigError, Errors, Location, Problem, RouteLabel};
+use crate::prescan::prescan;
 use crate::schema::{RawFile, RawHeader, RawRoute};
 
-/// Parses the text of a routes file. On failure returns every problem found.
+/// Parses the text of a routes file. A leading byte-order mark is skipped.
+/// On failure returns the problems found, in file order: the first
+/// [`MAX_REPORTED_ERRORS`] of them.
+///
+/// [`MAX_REPORTED_ERRORS`]: crate::MAX_REPORTED_ERRORS
 pub fn parse(text: &str) -> Result<RawFile, Vec<ConfigError>> {
     match parse_lenient(text) {
         (Some(raw), errors) if errors.is_empty() => Ok(raw),
-        (_, errors) => Err(errors),
+        (_, errors) => Err(errors.finish().0),
     }
 }
 
 /// Parses as much as it can: the routes that read cleanly, plus the errors
 /// of those that did not, so compiling can go on to find further errors in
 /// the good ones. `None` when the file as a whole is unreadable.
-pub(crate) fn parse_lenient(text: &str) -> (Option<RawFile>, Vec<ConfigError>) {
+pub(crate) fn parse_lenient(text: &str) -> (Option<RawFile>, Errors) {
+    // Editors write one, and YAML would read it as part of the first key.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     match parse_inner(text) {
         Ok(pair) => pair,
         Err(errors) => (None, errors),
     }
 }
 
-fn parse_inner(text: &str) -> Result<(Option<RawFile>, Vec<ConfigError>), Vec<ConfigError>> {
+fn parse_inner(text: &str) -> Result<(Option<RawFile>, Errors), Errors> {
     if is_blank(text) {
-        return Err(vec![ConfigError {
+        return Err(Errors::one(ConfigError {
             location: None,
             route: None,
             problem: Problem::Empty,
-        }]);
+        }));
+    }
+    // Before marked-yaml builds a node: its building, and serde's reading,
+    // recurse and take memory per node.
+    let second_document = prescan(text).map_err(Errors::one)?;
+    let mut errors = Errors::new();
+    if let Some(e) = second_document {
+        errors.push(e);
     }
     // A repeated key (a second `path:` in one route) would otherwise let the
     // last one win silently.
     let options = LoaderOptions::default().error_on_duplicate_keys(true);
-    let node =
-        marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| vec![load_error(&e)])?;
+    let node = match marked_yaml::parse_yaml_with_options(0, text, options) {
+        Ok(node) => node,
+        Err(e) => {
+            errors.push(load_error(&e));
+            return Err(errors);
+        }
+    };
 
-    let mut errors = Vec::new();
     let header = match from_node::<RawHeader>(&node) {
         Ok(h) => Some(h),
         Err(e) => {

@@ -1,7 +1,7 @@
 //! Matching rules and file checks, one test per rule; each doc comment
 //! states the rule it pins down.
 
-use crate::{load, Table};
+use crate::{load, load_bytes, ConfigErrors, Table, MAX_REPORTED_ERRORS};
 
 fn table(yaml: &str) -> Table {
     match load("t.yaml", yaml) {
@@ -298,4 +298,164 @@ fn whole_file_problems() {
 fn dns_names_are_not_resolved_at_compile_time() {
     let t = table("routes:\n  - {path: /a, upstream: 'no-such-host.invalid:80'}\n");
     assert_eq!(t.routes()[0].upstreams[0].socket_addr(), None);
+}
+
+/// A second document is refused at the line of its `---`, whatever follows
+/// it, valid YAML, invalid YAML or nothing; after `...` it is refused where
+/// it starts. The first document's own errors are still reported.
+#[test]
+fn a_second_document_is_refused_at_its_start() {
+    for (yaml, line) in [
+        ("routes: []\n---\nroutes: []\n", 2),
+        ("routes: []\n---\n: : [ {\n", 2),
+        ("routes: []\n---\n", 2),
+        ("---\nroutes: []\n\n--- # more\nroutes: []\n", 4),
+        ("routes: []\n...\nroutes: []\n", 3),
+        ("routes: []\n...\n\n  - a\n", 4),
+    ] {
+        let e = errors(yaml);
+        assert_eq!(e.len(), 1, "{yaml:?}: {e:?}");
+        assert!(
+            e[0].starts_with(&format!("r.yaml:{line}:1: a second YAML document")),
+            "{yaml:?}: {e:?}"
+        );
+    }
+    let e = errors("routes:\n  - path: /a\n    colour: x\n---\nroutes: []\n");
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].starts_with("r.yaml:3:") && e[0].contains("colour"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("r.yaml:4:1: a second YAML document"),
+        "{e:?}"
+    );
+}
+
+/// One leading `---`, or a closing `...`, is still one document; a file of
+/// nothing but `---` is empty.
+#[test]
+fn document_markers_around_one_document_are_fine() {
+    assert!(table("---\nroutes: []\n").is_empty());
+    assert!(table("routes: []\n...\n").is_empty());
+    assert!(table("--- # routes\nroutes: []\n...\n").is_empty());
+    let e = errors("---\n");
+    assert!(e[0].contains("empty"), "{e:?}");
+}
+
+/// Bytes that are not UTF-8 are refused at the line of the first bad byte
+/// and the column after the characters before it on that line.
+#[test]
+fn invalid_utf8_is_refused_at_its_line_and_column() {
+    // Line 3 holds "# café" (6 characters, 7 bytes) before the bad byte.
+    let bytes = b"routes:\n  - path: /a\n# caf\xc3\xa9\xff\n    upstream: 127.0.0.1:1\n";
+    let e = match load_bytes("r.yaml", bytes) {
+        Ok(_) => panic!("accepted invalid UTF-8"),
+        Err(e) => e,
+    };
+    assert_eq!(
+        e.to_string(),
+        "r.yaml:3:7: the file is not valid UTF-8 here (byte 0xff); save it as UTF-8"
+    );
+    // A sequence cut short by the end of the file; a byte-order mark is not
+    // counted as a column.
+    let e = match load_bytes("r.yaml", b"\xef\xbb\xbfroutes: [] # \xe2\x82") {
+        Ok(_) => panic!("accepted invalid UTF-8"),
+        Err(e) => e,
+    };
+    assert!(e.to_string().starts_with("r.yaml:1:14: "), "{e}");
+}
+
+/// A UTF-8 byte-order mark at the start is skipped, by `load_bytes`, `load`
+/// and `parse`; UTF-8 text loads the same through either.
+#[test]
+fn byte_order_mark_is_accepted() {
+    let text = "\u{feff}routes:\n  - path: /a\n    upstream: 127.0.0.1:1\n";
+    match load_bytes("r.yaml", text.as_bytes()) {
+        Ok(t) => assert_eq!(t.routes()[0].path, "/a"),
+        Err(e) => panic!("{e}"),
+    }
+    assert_eq!(table(text).routes()[0].line, 2);
+    assert!(crate::parse(text).is_ok());
+    let e = match load_bytes("r.yaml", "\u{feff}routes: [x]\n".as_bytes()) {
+        Ok(_) => panic!("accepted a bad route"),
+        Err(e) => e,
+    };
+    assert_eq!(e, load("r.yaml", "routes: [x]\n").expect_err("same error"));
+}
+
+fn load_errors(yaml: &str) -> ConfigErrors {
+    match load("r.yaml", yaml) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e,
+    }
+}
+
+/// However many errors a file has, the first MAX_REPORTED_ERRORS are kept
+/// and the rest counted; the report ends with a line saying how many more.
+#[test]
+fn errors_are_capped_and_the_rest_counted() {
+    let n = 50_000;
+    let e = load_errors(&format!("routes: [{}]\n", "x,".repeat(n)));
+    assert_eq!(e.errors.len(), MAX_REPORTED_ERRORS);
+    assert_eq!(e.omitted, n - MAX_REPORTED_ERRORS);
+    assert_eq!(e.total(), n);
+    for (i, err) in e.errors.iter().enumerate() {
+        let column = e.errors[i].location.map(|l| l.column);
+        assert_eq!(column, Some(10 + 2 * i), "{err}");
+    }
+    let shown = e.to_string();
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), MAX_REPORTED_ERRORS + 1);
+    assert_eq!(
+        lines[MAX_REPORTED_ERRORS],
+        format!("r.yaml: … and {} more errors", n - MAX_REPORTED_ERRORS)
+    );
+}
+
+/// The errors kept are the first in the file, even though parsing finds
+/// schema errors before compiling finds the others.
+#[test]
+fn capped_errors_are_the_first_in_file_order() {
+    let mut yaml = String::from("routes:\n");
+    for i in 1..=30 {
+        if i == 2 || i == 29 {
+            yaml.push_str(&format!(
+                "  - {{path: /r{i}, colour: x, upstream: '127.0.0.1:1'}}\n"
+            ));
+        } else {
+            yaml.push_str(&format!("  - {{path: /r{i}, upstream: nope}}\n"));
+        }
+    }
+    let e = load_errors(&yaml);
+    let lines: Vec<usize> = e
+        .errors
+        .iter()
+        .filter_map(|e| e.location)
+        .map(|l| l.line)
+        .collect();
+    assert_eq!(lines, (2..=21).collect::<Vec<_>>());
+    assert!(e.errors[1].to_string().contains("colour"), "{e}");
+    assert_eq!(e.omitted, 10);
+    assert!(
+        e.to_string().ends_with("\nr.yaml: … and 10 more errors"),
+        "{e}"
+    );
+}
+
+/// One omitted error reads "1 more error".
+#[test]
+fn one_omitted_error_is_singular() {
+    let e = load_errors(&format!(
+        "routes: [{}]\n",
+        "x,".repeat(MAX_REPORTED_ERRORS + 1)
+    ));
+    assert_eq!((e.errors.len(), e.omitted), (MAX_REPORTED_ERRORS, 1));
+    assert!(
+        e.to_string().ends_with("\nr.yaml: … and 1 more error"),
+        "{e}"
+    );
+    let e = load_errors(&format!("routes: [{}]\n", "x,".repeat(MAX_REPORTED_ERRORS)));
+    assert_eq!((e.errors.len(), e.omitted), (MAX_REPORTED_ERRORS, 0));
+    assert!(!e.to_string().contains("more error"), "{e}");
 }

@@ -36,7 +36,8 @@ use pingora_proxy::HttpProxy;
 use prometheus::{IntCounter, IntGauge};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::head::{self, Refusal, Verdict};
+use crate::chunk_guard::{unwrap_guard, ChunkGuard};
+use crate::head::{self, Head, Refusal, Verdict};
 use crate::metrics::RouteMetrics;
 use crate::proxy::Router;
 
@@ -90,7 +91,7 @@ impl Front {
 /// How waiting for a request head ended.
 enum HeadRead {
     /// A whole head (and maybe more) is in the buffer.
-    Ready,
+    Ready(Head),
     /// The client closed, went idle too long, or the server is stopping.
     Closed,
     /// The head is refused; the client gets this answer.
@@ -124,15 +125,18 @@ impl ServerApp for Front {
                 // that much.
                 buf = BytesMut::with_capacity(READ_CHUNK);
             }
-            match self.read_head(&mut stream, &mut buf, first, shutdown).await {
-                HeadRead::Ready => {}
+            let head = match self.read_head(&mut stream, &mut buf, first, shutdown).await {
+                HeadRead::Ready(head) => head,
                 HeadRead::Closed => return None,
                 HeadRead::Refused(refusal, started) => {
                     self.refuse(stream, &buf, &refusal, started).await;
                     return None;
                 }
-            }
+            };
             stream = rewind(stream, &buf)?;
+            if head.chunked {
+                stream = Box::new(ChunkGuard::new(stream, head.len));
+            }
             let mut session = ServerSession::new_http1(stream);
             match settings.take() {
                 Some(s) => s.apply_to_session(&mut session),
@@ -143,7 +147,7 @@ impl ServerApp for Front {
             }
             let reused = self.proxy.process_new_http(session, shutdown).await?;
             let (next, persistent) = reused.consume();
-            stream = next;
+            stream = unwrap_guard(next)?;
             settings = persistent;
             first = false;
         }
@@ -182,7 +186,7 @@ impl Front {
         loop {
             if !buf.is_empty() {
                 match head::scan(buf, self.limits.max_header_bytes) {
-                    Verdict::Complete => return HeadRead::Ready,
+                    Verdict::Complete(head) => return HeadRead::Ready(head),
                     Verdict::Refuse(r) => return HeadRead::Refused(r, started),
                     Verdict::Partial => {}
                 }

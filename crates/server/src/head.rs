@@ -35,9 +35,19 @@ pub enum Verdict {
     /// No complete head yet, and nothing wrong so far.
     Partial,
     /// A complete head that may go on to Pingora.
-    Complete,
+    Complete(Head),
     /// A head to answer with an error and close.
     Refuse(Refusal),
+}
+
+/// What a complete, accepted head says about the message that follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Bytes of the head, up to and including its blank line.
+    pub len: usize,
+    /// The body is chunked (`Transfer-Encoding` ending in `chunked`): its
+    /// framing is checked strictly as it arrives ([`crate::front`]).
+    pub chunked: bool,
 }
 
 /// Why a request is refused, and what to answer.
@@ -66,8 +76,10 @@ const TOO_MANY: Refusal = Refusal::new(431, "too many header fields");
 /// its body may follow), against `max_bytes`.
 pub fn scan(buf: &[u8], max_bytes: usize) -> Verdict {
     match judge(buf) {
-        Parsed::Complete(len) if len > max_bytes => Verdict::Refuse(over_limit(buf, max_bytes)),
-        Parsed::Complete(_) => Verdict::Complete,
+        Parsed::Complete(head) if head.len > max_bytes => {
+            Verdict::Refuse(over_limit(buf, max_bytes))
+        }
+        Parsed::Complete(head) => Verdict::Complete(head),
         Parsed::Partial if buf.len() > max_bytes => Verdict::Refuse(over_limit(buf, max_bytes)),
         Parsed::Partial => Verdict::Partial,
         Parsed::Refuse(r) => Verdict::Refuse(r),
@@ -101,7 +113,7 @@ pub(crate) fn request_line_span(buf: &[u8]) -> (usize, Option<usize>) {
 
 enum Parsed {
     Partial,
-    Complete(usize),
+    Complete(Head),
     Refuse(Refusal),
 }
 
@@ -120,7 +132,10 @@ fn judge(buf: &[u8]) -> Parsed {
                 Some(escaped) => match parse(&escaped) {
                     // The escaped head is longer than the bytes on the wire;
                     // the size limit is about the latter.
-                    Ok(Parsed::Complete(_)) => Parsed::Complete(head_end(buf).unwrap_or(buf.len())),
+                    Ok(Parsed::Complete(head)) => Parsed::Complete(Head {
+                        len: head_end(buf).unwrap_or(buf.len()),
+                        ..head
+                    }),
                     Ok(p) => p,
                     Err(e) => Parsed::Refuse(parse_error(e)),
                 },
@@ -140,7 +155,7 @@ fn parse(buf: &[u8]) -> Result<Parsed, httparse::Error> {
     match req.parse_with_uninit_headers(buf, &mut headers)? {
         httparse::Status::Partial => Ok(Parsed::Partial),
         httparse::Status::Complete(len) => Ok(match framing(&req) {
-            Ok(()) => Parsed::Complete(len),
+            Ok(chunked) => Parsed::Complete(Head { len, chunked }),
             Err(r) => Parsed::Refuse(r),
         }),
     }
@@ -182,8 +197,10 @@ fn escape_target(buf: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The message-framing and authority rules Pingora applies to a parsed
-/// head (RFC 9112 §6.1–6.3, RFC 9110 §8.6, RFC 9112 §3.2).
-fn framing(req: &httparse::Request<'_, '_>) -> Result<(), Refusal> {
+/// head (RFC 9112 §6.1–6.3, RFC 9110 §8.6, RFC 9112 §3.2), plus one it
+/// leaves out: an HTTP/1.1 request must carry `Host`. Returns whether the
+/// body is chunked.
+fn framing(req: &httparse::Request<'_, '_>) -> Result<bool, Refusal> {
     let mut host: Option<&[u8]> = None;
     let mut last_te: Option<&[u8]> = None;
     let mut length: Option<u64> = None;
@@ -203,20 +220,34 @@ fn framing(req: &httparse::Request<'_, '_>) -> Result<(), Refusal> {
     if host.is_some_and(|h| h.contains(&b'@')) {
         return Err(Refusal::new(400, "userinfo in Host header"));
     }
-    match last_te {
-        Some(_) if req.version == Some(0) => Err(Refusal::new(
-            400,
-            "Transfer-Encoding in an HTTP/1.0 request",
-        )),
-        Some(te) if !last_coding(te).eq_ignore_ascii_case(b"chunked") => Err(Refusal::new(
-            400,
-            "Transfer-Encoding does not end in chunked",
-        )),
+    let chunked = match last_te {
+        Some(_) if req.version == Some(0) => {
+            return Err(Refusal::new(
+                400,
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ))
+        }
+        Some(te) if !last_coding(te).eq_ignore_ascii_case(b"chunked") => {
+            return Err(Refusal::new(
+                400,
+                "Transfer-Encoding does not end in chunked",
+            ))
+        }
         // Chunked framing wins over any Content-Length, which Pingora drops.
-        Some(_) => authority(req, host),
-        None if bad_length => Err(Refusal::new(400, "invalid or conflicting Content-Length")),
-        None => authority(req, host),
+        Some(_) => true,
+        None if bad_length => {
+            return Err(Refusal::new(400, "invalid or conflicting Content-Length"))
+        }
+        None => false,
+    };
+    // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status
+    // code to any HTTP/1.1 request message that lacks a Host header field",
+    // absolute form included. Pingora forwards such a request; routing it
+    // by a host it does not name would be a guess.
+    if host.is_none() && req.version == Some(1) {
+        return Err(Refusal::new(400, "missing Host header"));
     }
+    authority(req, host).map(|()| chunked)
 }
 
 /// Folds one `Content-Length` line into `acc`; false when it is not a
@@ -302,13 +333,16 @@ mod tests {
             "\r\nGET /x?y=1 HTTP/1.1\r\nHost: a\r\n\r\n",
             "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
             "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length:  3 \r\n\r\nabc",
-            "POST /u HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-            "POST /u HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
             "GET http://a:80/x HTTP/1.1\r\nHost: a:80\r\n\r\n",
             "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n",
             "GET / HTTP/1.0\n\n",
         ] {
-            assert_eq!(scan(head.as_bytes(), MAX), Verdict::Complete, "{head:?}");
+            assert!(
+                matches!(scan(head.as_bytes(), MAX), Verdict::Complete(_)),
+                "{head:?}"
+            );
         }
         for head in ["", "GE", "GET / HTTP/1.1\r\nHost: a\r\n", "GET /a b"] {
             assert_eq!(scan(head.as_bytes(), MAX), Verdict::Partial, "{head:?}");
@@ -371,6 +405,50 @@ mod tests {
         }
     }
 
+    /// RFC 9112 §3.2: an HTTP/1.1 request without `Host` is a 400, whatever
+    /// its target's form; HTTP/1.0 needs none.
+    #[test]
+    fn http11_needs_a_host() {
+        for head in [
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET /x HTTP/1.1\r\nX-Host: a\r\n\r\n",
+            "GET http://a/x HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(
+                refused(head),
+                Refusal::new(400, "missing Host header"),
+                "{head:?}"
+            );
+        }
+        assert!(matches!(
+            scan(b"GET / HTTP/1.0\r\n\r\n", MAX),
+            Verdict::Complete(_)
+        ));
+    }
+
+    /// The verdict says where the head ends and whether a chunked body
+    /// follows, so the body can be checked as it arrives.
+    #[test]
+    fn complete_heads_say_their_length_and_framing() {
+        let chunked = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n";
+        let plain = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx";
+        let escaped = "GET /a b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0";
+        for (head, len, is_chunked) in [
+            (chunked, chunked.len() - 3, true),
+            (plain, plain.len() - 1, false),
+            (escaped, escaped.len() - 1, true),
+        ] {
+            assert_eq!(
+                scan(head.as_bytes(), MAX),
+                Verdict::Complete(Head {
+                    len,
+                    chunked: is_chunked
+                }),
+                "{head:?}"
+            );
+        }
+    }
+
     #[test]
     fn malformed_heads_are_refused_with_their_reason() {
         for (head, reason) in [
@@ -408,8 +486,11 @@ mod tests {
         let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
         assert_eq!(scan(many.as_bytes(), 1 << 20), Verdict::Refuse(TOO_MANY));
         // A head exactly at the limit is fine.
-        let exact = "GET / HTTP/1.1\r\n\r\n";
-        assert_eq!(scan(exact.as_bytes(), exact.len()), Verdict::Complete);
+        let exact = "GET / HTTP/1.0\r\n\r\n";
+        assert!(matches!(
+            scan(exact.as_bytes(), exact.len()),
+            Verdict::Complete(_)
+        ));
         assert_eq!(
             scan(exact.as_bytes(), exact.len() - 1),
             Verdict::Refuse(TOO_LARGE)

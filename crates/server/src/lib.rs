@@ -10,6 +10,7 @@
 //! file, bind, run until a signal, drain, return.
 
 pub mod admin;
+mod chunk_guard;
 mod fdlimit;
 pub mod forwarded;
 pub mod front;

@@ -357,7 +357,11 @@ impl ProxyHttp for Router {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        let bad_body = crate::chunk_guard::bad_chunk(e);
         let code = match e.etype() {
+            // The chunked body broke its framing: the guard under Pingora
+            // refused the byte (nothing of it was forwarded).
+            _ if bad_body.is_some() => 400,
             ErrorType::HTTPStatus(code) => *code,
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
                 if *e.esource() == ErrorSource::Upstream =>
@@ -375,6 +379,15 @@ impl ProxyHttp for Router {
         };
         ctx.error_code = code;
         let route = ctx.route().map(|(r, _)| r.key()).unwrap_or_default();
+        if let Some(bad) = &bad_body {
+            tracing::info!(
+                target: "switchyard::access",
+                route = %route,
+                status = code,
+                error = %bad,
+                "request body refused"
+            );
+        }
         if *e.esource() == ErrorSource::Upstream {
             // Connect failures were counted per attempt in fail_to_connect
             // (or upstream_peer, for names that do not resolve).
@@ -413,14 +426,18 @@ impl ProxyHttp for Router {
                 "504 gateway timeout: route {route}: upstream timed out ({})\n",
                 e.etype().as_str()
             ),
-            400 => "400 bad request\n".to_owned(),
+            400 => match &bad_body {
+                Some(bad) => format!("400 bad request: {bad}\n"),
+                None => "400 bad request\n".to_owned(),
+            },
             c => format!("{c} error: route {route}\n"),
         };
         // Once an upstream has been tried, pingora-proxy closes the client
         // connection after this answer whatever we return (it honours
         // `can_reuse_downstream` only for errors before peer selection), so
         // say so in the response rather than let the client find out.
-        let closing = ctx.attempts > 0;
+        // A broken body leaves the connection's framing unknown: close.
+        let closing = ctx.attempts > 0 || bad_body.is_some();
         if closing {
             session.set_keepalive(None);
         }

@@ -9,7 +9,8 @@
 //!   uncounted;
 //! - every head `scan` lets through, Pingora accepts;
 //! - `scan` refuses what Pingora accepts only where Switchyard is stricter
-//!   on purpose: the same `Content-Length` sent more than once.
+//!   on purpose: the same `Content-Length` sent more than once, and an
+//!   HTTP/1.1 request without `Host` (RFC 9112 §3.2).
 //!
 //! Also: `scan` never panics on arbitrary bytes, and no strict prefix of an
 //! accepted head is taken for a whole one.
@@ -139,6 +140,14 @@ fn repeats_one_length(head: &str) -> bool {
     values.len() > 1 && values.iter().all(|v| *v == values[0])
 }
 
+/// Whether any header line is `Host`.
+fn has_host(head: &str) -> bool {
+    head.lines().skip(1).any(|l| {
+        l.split_once(':')
+            .is_some_and(|(name, _)| name.eq_ignore_ascii_case("host"))
+    })
+}
+
 proptest! {
     #![proptest_config(Config { cases: 4000, ..Config::default() })]
 
@@ -147,19 +156,19 @@ proptest! {
         let verdict = scan(head.as_bytes(), LIMIT);
         let accepted = pingora_accepts(&head);
         match &verdict {
-            Verdict::Complete => prop_assert!(accepted, "scan passed what Pingora refuses: {head:?}"),
+            Verdict::Complete(_) => prop_assert!(accepted, "scan passed what Pingora refuses: {head:?}"),
             Verdict::Refuse(r) if accepted => prop_assert!(
-                r.reason == "invalid or conflicting Content-Length" && repeats_one_length(&head),
+                (r.reason == "invalid or conflicting Content-Length" && repeats_one_length(&head))
+                    || (r.reason == "missing Host header" && !has_host(&head)),
                 "scan refused ({}) what Pingora accepts: {head:?}", r.reason
             ),
             Verdict::Refuse(_) => {}
             Verdict::Partial => prop_assert!(!accepted, "scan waits on a head Pingora accepts: {head:?}"),
         }
-        if verdict == Verdict::Complete {
+        if matches!(verdict, Verdict::Complete(_)) {
             for cut in 0..head.len() {
-                prop_assert_ne!(
-                    scan(&head.as_bytes()[..cut], LIMIT),
-                    Verdict::Complete,
+                prop_assert!(
+                    !matches!(scan(&head.as_bytes()[..cut], LIMIT), Verdict::Complete(_)),
                     "prefix {:?} of {:?}", String::from_utf8_lossy(&head.as_bytes()[..cut]), head
                 );
             }
