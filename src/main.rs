@@ -28,6 +28,10 @@ enum Command {
     Check {
         /// The routes file.
         path: PathBuf,
+        /// Largest routes file read, in bytes; a larger one is refused unread (as serve does).
+        #[arg(long, env = "SWITCHYARD_MAX_CONFIG_BYTES", default_value_t = switchyard_server::source::DEFAULT_MAX_CONFIG_BYTES,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        max_config_bytes: u64,
     },
     /// Ask a running proxy to re-read its file now (exit 0 applied or unchanged, 1 rejected, 2 no answer).
     Reload {
@@ -102,6 +106,13 @@ struct ServeArgs {
     /// Client connections open at once; beyond it new ones get 503 and are closed (0: no cap).
     #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS", default_value_t = 4096)]
     max_connections: u64,
+    /// Seconds a client may leave a response unread (no write progress) before the connection is cut (0: no limit).
+    #[arg(long, env = "SWITCHYARD_SEND_TIMEOUT", default_value_t = 60)]
+    send_timeout: u64,
+    /// Largest routes file read, in bytes; a larger one is refused unread.
+    #[arg(long, env = "SWITCHYARD_MAX_CONFIG_BYTES", default_value_t = switchyard_server::source::DEFAULT_MAX_CONFIG_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_config_bytes: u64,
     /// Seconds to keep serving after SIGTERM while readiness reports 503.
     #[arg(long, env = "SWITCHYARD_DRAIN_DELAY", default_value_t = 5.0)]
     drain_delay: f64,
@@ -133,7 +144,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> u8 {
     match cli.command {
-        Command::Check { path } => check(&path),
+        Command::Check {
+            path,
+            max_config_bytes,
+        } => check(&path, max_config_bytes),
         Command::Serve(args) => serve(args),
         Command::Reload { admin } => reload(admin),
         Command::ImportNginx { file } => import_nginx::run(&file),
@@ -159,8 +173,8 @@ fn reload(admin: Option<String>) -> u8 {
     }
 }
 
-fn check(path: &std::path::Path) -> u8 {
-    match switchyard_server::load_file(path) {
+fn check(path: &std::path::Path, max_config_bytes: u64) -> u8 {
+    match switchyard_server::load_file(path, max_config_bytes) {
         Ok((table, _)) => {
             println!("{}: ok, {} routes", path.display(), table.len());
             0
@@ -204,6 +218,8 @@ fn serve(args: ServeArgs) -> u8 {
         max_header_bytes: usize::try_from(args.max_header_bytes).unwrap_or(usize::MAX),
         max_connections: (args.max_connections > 0)
             .then(|| usize::try_from(args.max_connections).unwrap_or(usize::MAX)),
+        send_timeout: (args.send_timeout > 0).then(|| Duration::from_secs(args.send_timeout)),
+        max_config_bytes: args.max_config_bytes,
     };
     match switchyard_server::serve(cfg) {
         Ok(()) => 0,

@@ -690,3 +690,175 @@ async fn open_file_limit_is_raised_and_checked_against_the_cap() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// RFC 9112 §6.1: an HTTP/1.0 client never receives `Transfer-Encoding`.
+/// An upstream's chunked answer reaches it de-chunked, delimited by the
+/// connection's close.
+#[tokio::test(flavor = "multi_thread")]
+async fn http10_clients_get_chunked_answers_dechunked() {
+    let up = support::upstream::RawServer::start(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    )
+    .await;
+    let proxy = Proxy::start(&routes_yaml(&[("/app1", &up.addr.to_string())])).await;
+    for req in [
+        &b"GET /app1/x HTTP/1.0\r\n\r\n"[..],
+        &b"GET /app1/x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"[..],
+    ] {
+        let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(req).await.unwrap();
+        let mut out = Vec::new();
+        // Read to the close: the close is what ends the body.
+        tokio::time::timeout(support::patience(), s.read_to_end(&mut out))
+            .await
+            .expect("the proxy closes the connection")
+            .unwrap();
+        let resp = String::from_utf8_lossy(&out);
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(" 200 "), "{resp}");
+        assert!(
+            !head.to_ascii_lowercase().contains("transfer-encoding"),
+            "{resp}"
+        );
+        assert_eq!(body, "hello world", "{resp}");
+    }
+    // HTTP/1.1 clients still get it chunked, as the upstream sent it.
+    let resp = exchange(
+        &proxy,
+        b"GET /app1/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{resp}"
+    );
+}
+
+/// A client that stops reading its response is cut after
+/// `--send-timeout`: its connection and the upstream's are released,
+/// the cut is logged and counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_that_stop_reading_are_cut_after_the_send_timeout() {
+    let up = Upstream::start("a").await;
+    let proxy = Proxy::start_with(
+        &routes_yaml(&[("/app1", &up.host_port())]),
+        &["--send-timeout", "1"],
+    )
+    .await;
+    let tx = up.arm_stream().await;
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"GET /app1/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Push until the body backs up all the way to the upstream (the client
+    // reads nothing), bounded at 256 MiB.
+    let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+    let mut pushed = 0usize;
+    let backed_up = loop {
+        assert!(pushed < 4096, "256 MiB accepted without back-pressure");
+        match tokio::time::timeout(Duration::from_millis(500), tx.send(chunk.clone())).await {
+            Ok(Ok(())) => pushed += 1,
+            Ok(Err(_)) => break false,
+            Err(_) => break true,
+        }
+    };
+    assert!(backed_up, "the upstream's stream ended before backing up");
+    let logs = proxy.wait_log("client stopped reading").await;
+    assert!(
+        logs.contains("reason=\"send_timeout\"") || logs.contains("reason=send_timeout"),
+        "{logs}"
+    );
+    // The upstream's side is released too: its body can no longer be sent.
+    support::eventually("the upstream stream is dropped", || {
+        let tx = tx.clone();
+        let chunk = chunk.clone();
+        async move {
+            match tokio::time::timeout(Duration::from_millis(100), tx.send(chunk)).await {
+                Ok(Err(_)) => Some(()),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    let samples = proxy.scrape().await;
+    assert_eq!(
+        support::metric(
+            &samples,
+            "switchyard_connections_cut_total",
+            &[("reason", "send_timeout")]
+        ),
+        Some(1.0)
+    );
+    // The client finds its connection closed once it reads on.
+    let mut sink = vec![0u8; 1 << 20];
+    let closed = tokio::time::timeout(support::patience(), async {
+        loop {
+            match s.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the cut connection stayed open");
+}
+
+/// A WebSocket idle for its route's `read_timeout` is closed as an idle
+/// tunnel: logged and counted as such, not as an upstream failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_websockets_are_closed_as_idle_tunnels() {
+    use futures_util::{SinkExt, StreamExt};
+    let up = Upstream::start("a").await;
+    let proxy = Proxy::start(&format!(
+        "routes:\n  - path: /app1\n    upstream: {}\n    read_timeout: 1s\n",
+        up.host_port()
+    ))
+    .await;
+    let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}/app1/ws", proxy.addr))
+        .await
+        .expect("websocket handshake through the proxy");
+    assert_eq!(resp.status(), 101);
+    ws.send(tokio_tungstenite::tungstenite::Message::text("hi"))
+        .await
+        .unwrap();
+    assert!(ws.next().await.is_some_and(|m| m.is_ok()));
+    // Then silence: the proxy closes the tunnel after about a second.
+    let end = tokio::time::timeout(support::patience(), ws.next()).await;
+    assert!(
+        matches!(
+            end,
+            Ok(None)
+                | Ok(Some(Err(_)))
+                | Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))))
+        ),
+        "{end:?}"
+    );
+    let logs = proxy.wait_log("upgraded connection idle").await;
+    assert!(!logs.contains("upstream failed"), "{logs}");
+    let samples = proxy.scrape().await;
+    assert_eq!(
+        support::metric(
+            &samples,
+            "switchyard_connections_cut_total",
+            &[("reason", "tunnel_idle")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        support::metric(
+            &samples,
+            "switchyard_upstream_errors_total",
+            &[("route", "/app1"), ("kind", "timeout")]
+        ),
+        None
+    );
+    assert_eq!(
+        support::metric(
+            &samples,
+            "switchyard_http_requests_total",
+            &[("route", "/app1"), ("code", "101")]
+        ),
+        Some(1.0)
+    );
+}

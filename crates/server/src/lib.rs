@@ -20,6 +20,7 @@ pub mod proxy;
 pub mod reload;
 mod respond;
 mod shutdown;
+pub mod source;
 pub mod state;
 pub mod watch;
 
@@ -70,18 +71,23 @@ pub struct ServeConfig {
     pub max_header_bytes: usize,
     /// Open client connections allowed at once; `None` is no cap.
     pub max_connections: Option<usize>,
+    /// Largest routes file read; a larger one is refused unread.
+    pub max_config_bytes: u64,
+    /// How long a client may leave a response unread before its
+    /// connection is cut; `None` waits for ever.
+    pub send_timeout: Option<Duration>,
 }
 
 /// Why `serve` could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The routes file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: {source}")]
     Unreadable {
         /// The file.
         path: String,
-        /// The I/O error.
-        source: std::io::Error,
+        /// Why.
+        source: source::ReadError,
     },
     /// The routes file is invalid.
     #[error("{0}")]
@@ -104,17 +110,18 @@ pub enum ServeError {
     SameAddress(SocketAddr),
 }
 
-/// Reads and compiles the routes file, as `check` and every reload do.
+/// Reads (at most `max_bytes`) and compiles the routes file, as `check`
+/// and every reload do.
 pub fn load_file(
     path: &std::path::Path,
+    max_bytes: u64,
 ) -> Result<(switchyard_routes::Table, Vec<u8>), ServeError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| ServeError::Unreadable {
+    let bytes = source::read_config(path, max_bytes).map_err(|source| ServeError::Unreadable {
         path: shown.clone(),
         source,
     })?;
-    let text = String::from_utf8_lossy(&bytes);
-    let table = switchyard_routes::load(&shown, &text).map_err(ServeError::Invalid)?;
+    let table = switchyard_routes::load_bytes(&shown, &bytes).map_err(ServeError::Invalid)?;
     Ok((table, bytes))
 }
 
@@ -135,7 +142,7 @@ fn check_bind(addr: SocketAddr, which: &'static str) -> Result<(), ServeError> {
 /// Runs the proxy until shutdown. Returns once the process has drained.
 /// Must not be called inside a tokio runtime: Pingora builds its own.
 pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
-    let (table, bytes) = load_file(&cfg.config_path)?;
+    let (table, bytes) = load_file(&cfg.config_path, cfg.max_config_bytes)?;
     if cfg.listen == cfg.admin_listen {
         return Err(ServeError::SameAddress(cfg.listen));
     }
@@ -211,6 +218,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             proxy::RouterOptions {
                 access_log: cfg.access_log,
                 trusted: Arc::clone(&trusted),
+                send_timeout: cfg.send_timeout,
             },
         );
         let proxy = pingora_proxy::http_proxy(&server.configuration, router);
@@ -231,6 +239,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
 
     let reloader = reload::Reloader::new(
         cfg.config_path.clone(),
+        cfg.max_config_bytes,
         Arc::clone(&snapshot),
         Arc::clone(&metrics),
     );

@@ -74,6 +74,28 @@ pub struct Metrics {
     upstream_errors: IntCounterVec,
     connections_open: IntGauge,
     connections_refused: IntCounter,
+    connections_cut: IntCounterVec,
+}
+
+/// Why the proxy ended a client connection that was past its request
+/// head, as the `reason` label of `switchyard_connections_cut_total` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutReason {
+    /// The client left a response unread for `--send-timeout`.
+    SendTimeout,
+    /// An upgraded connection (a WebSocket) carried nothing from the
+    /// upstream for the route's `read_timeout`, and was closed.
+    TunnelIdle,
+}
+
+impl CutReason {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            CutReason::SendTimeout => "send_timeout",
+            CutReason::TunnelIdle => "tunnel_idle",
+        }
+    }
 }
 
 impl Metrics {
@@ -158,7 +180,18 @@ impl Metrics {
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
+        let connections_cut = IntCounterVec::new(
+            Opts::new(
+                "switchyard_connections_cut_total",
+                "Client connections the proxy ended mid-request, by reason: send_timeout (the client left a response unread for --send-timeout), tunnel_idle (an upgraded connection idle for the route's read_timeout).",
+            ),
+            &["reason"],
+        )?;
         registry.register(Box::new(connections_refused.clone()))?;
+        registry.register(Box::new(connections_cut.clone()))?;
+        for reason in [CutReason::SendTimeout, CutReason::TunnelIdle] {
+            connections_cut.with_label_values(&[reason.label()]);
+        }
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
@@ -186,7 +219,14 @@ impl Metrics {
             upstream_errors,
             connections_open,
             connections_refused,
+            connections_cut,
         })
+    }
+
+    /// The counter of connections cut for `reason`, to be kept by whoever
+    /// cuts them.
+    pub fn cut_counter(&self, reason: CutReason) -> IntCounter {
+        self.connections_cut.with_label_values(&[reason.label()])
     }
 
     /// The open-connections gauge and the refused-connections counter, for

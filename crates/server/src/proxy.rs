@@ -14,7 +14,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use switchyard_routes::{normalize_path, PathError, Route};
 
 use crate::forwarded::forwarded;
-use crate::metrics::{Metrics, RouteMetrics, UpstreamErrorKind, HEALTH, UNMATCHED};
+use crate::metrics::{CutReason, Metrics, RouteMetrics, UpstreamErrorKind, HEALTH, UNMATCHED};
 use crate::respond;
 use crate::state::{peer_for, InFlight, Lifecycle, RouteRuntime, SharedSnapshot, Snapshot, Target};
 
@@ -24,6 +24,8 @@ pub struct Router {
     lifecycle: Arc<Lifecycle>,
     unmatched: RouteMetrics,
     health: RouteMetrics,
+    send_timeouts: prometheus::IntCounter,
+    idle_tunnels: prometheus::IntCounter,
     options: RouterOptions,
 }
 
@@ -34,6 +36,10 @@ pub struct RouterOptions {
     pub access_log: bool,
     /// Peers whose `X-Forwarded-*` headers are believed.
     pub trusted: Arc<[ipnet::IpNet]>,
+    /// How long one write to the client may wait (nginx's `send_timeout`):
+    /// a client that stops reading does not hold its connection and the
+    /// upstream's for ever. `None` waits.
+    pub send_timeout: Option<std::time::Duration>,
 }
 
 impl Router {
@@ -49,6 +55,8 @@ impl Router {
             lifecycle,
             unmatched: metrics.route_handles(UNMATCHED),
             health: metrics.route_handles(HEALTH),
+            send_timeouts: metrics.cut_counter(CutReason::SendTimeout),
+            idle_tunnels: metrics.cut_counter(CutReason::TunnelIdle),
             options,
         }
     }
@@ -121,6 +129,9 @@ impl ProxyHttp for Router {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // Per write, like nginx's send_timeout: a slow reader that keeps
+        // reading is fine, one that stopped is cut.
+        session.set_write_timeout(self.options.send_timeout);
         let path = session.req_header().uri.path();
         let normalized = match normalize_path(path) {
             Ok(p) => p,
@@ -299,6 +310,27 @@ impl ProxyHttp for Router {
         Ok(())
     }
 
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut pingora_http::ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // RFC 9112 §6.1: a server must not send Transfer-Encoding to an
+        // HTTP/1.0 client, which cannot decode it. Pingora has already
+        // de-chunked the upstream's body; without the header the body goes
+        // out as read, delimited by closing the connection.
+        if session.req_header().version == http::Version::HTTP_10
+            && upstream_response
+                .headers
+                .contains_key(http::header::TRANSFER_ENCODING)
+        {
+            upstream_response.remove_header(&http::header::TRANSFER_ENCODING);
+            session.set_keepalive(None);
+        }
+        Ok(())
+    }
+
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let code = match session.response_written() {
             Some(resp) => resp.status.as_u16(),
@@ -379,6 +411,41 @@ impl ProxyHttp for Router {
         };
         ctx.error_code = code;
         let route = ctx.route().map(|(r, _)| r.key()).unwrap_or_default();
+        let upstream_side = *e.esource() == ErrorSource::Upstream;
+        // Two ends that are not failures of the upstream: an upgraded
+        // connection (a WebSocket) that carried nothing for the route's
+        // read_timeout is closed as idle, and a client that stopped reading
+        // its response is cut after --send-timeout.
+        let cut = match e.etype() {
+            ErrorType::ReadTimedout if upstream_side && session.was_upgraded() => {
+                Some(CutReason::TunnelIdle)
+            }
+            ErrorType::WriteTimedout if !upstream_side => Some(CutReason::SendTimeout),
+            _ => None,
+        };
+        if let Some(reason) = cut {
+            let (counter, what) = match reason {
+                CutReason::TunnelIdle => (
+                    &self.idle_tunnels,
+                    "upgraded connection idle for the route's read_timeout; closed",
+                ),
+                CutReason::SendTimeout => (
+                    &self.send_timeouts,
+                    "client stopped reading the response; connection cut after --send-timeout",
+                ),
+            };
+            counter.inc();
+            tracing::info!(
+                route = %route,
+                upstream = ?ctx.upstream_addr,
+                reason = reason.label(),
+                "{what}"
+            );
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         if let Some(bad) = &bad_body {
             tracing::info!(
                 target: "switchyard::access",

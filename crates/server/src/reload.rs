@@ -94,6 +94,7 @@ pub struct ReloadReport {
 /// Reads, checks and applies the routes file. Owned by the reload task.
 pub struct Reloader {
     path: PathBuf,
+    max_bytes: u64,
     snapshot: SharedSnapshot,
     last_error: Arc<Mutex<Option<String>>>,
     /// Hash of the last bytes rejected, so the poll does not retry them.
@@ -102,10 +103,17 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// A reloader for `path` that stores into `snapshot`.
-    pub fn new(path: PathBuf, snapshot: SharedSnapshot, metrics: Arc<Metrics>) -> Self {
+    /// A reloader for `path` (read up to `max_bytes`) that stores into
+    /// `snapshot`.
+    pub fn new(
+        path: PathBuf,
+        max_bytes: u64,
+        snapshot: SharedSnapshot,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Reloader {
             path,
+            max_bytes,
             snapshot,
             last_error: Arc::new(Mutex::new(None)),
             last_rejected: Mutex::new(None),
@@ -118,25 +126,36 @@ impl Reloader {
         Arc::clone(&self.last_error)
     }
 
-    /// One reload attempt: read, compare, compile, swap. Never panics and
-    /// never leaves a partial table: the only store is the final one.
-    pub fn reload(&self, trigger: Trigger) -> ReloadReport {
+    /// One reload attempt: read (on a blocking thread, so a file that will
+    /// not answer never holds up the reload task), then [`Self::apply`].
+    pub async fn reload(&self, trigger: Trigger) -> ReloadReport {
         let started = Instant::now();
+        let read = crate::source::read_off_thread(self.path.clone(), self.max_bytes).await;
+        self.apply(read, trigger, started)
+    }
+
+    /// Compares, compiles and swaps what was read. Never panics and never
+    /// leaves a partial table: the only store is the final one.
+    fn apply(
+        &self,
+        read: Result<Vec<u8>, crate::source::ReadError>,
+        trigger: Trigger,
+        started: Instant,
+    ) -> ReloadReport {
         let current = self.snapshot.load_full();
         let shown = self.path.display().to_string();
 
-        let outcome = std::fs::read(&self.path)
+        let outcome = read
             .map_err(|e| {
                 self.set_rejected(Some(UNREADABLE.to_owned()));
-                format!("{shown}: cannot read: {e}")
+                format!("{shown}: {e}")
             })
             .and_then(|bytes| {
                 let hash = sha256_hex(&bytes);
                 if hash == current.sha256 {
                     return Ok(None);
                 }
-                let text = String::from_utf8_lossy(&bytes);
-                match switchyard_routes::load(&shown, &text) {
+                match switchyard_routes::load_bytes(&shown, &bytes) {
                     Ok(table) => Ok(Some(Snapshot::new(
                         table,
                         &bytes,
@@ -174,7 +193,11 @@ impl Reloader {
                 self.set_rejected(None);
             }
             Ok(None) => {
+                // The applied bytes, read again: whatever failed before
+                // (a file briefly unreadable, a bad edit since undone) is
+                // over, and the report and gauge say so.
                 self.set_error(None);
+                self.set_rejected(None);
             }
             Err(error) => {
                 report.result = ReloadResult::Failure;
@@ -188,20 +211,34 @@ impl Reloader {
         report
     }
 
-    /// Whether the file now holds bytes that are neither applied nor
-    /// already rejected. The poll reads twice, a moment apart, so a file
-    /// being written in place is not mistaken for a finished one.
+    /// Whether the poll should attempt a reload: the file now holds bytes
+    /// that are neither applied nor already rejected, or it holds the
+    /// applied bytes again after an attempt that failed (so the error
+    /// clears). The poll reads twice, a moment apart, so a file being
+    /// written in place is not mistaken for a finished one.
     async fn differs_settled(&self) -> bool {
-        let read = || std::fs::read(&self.path).ok().map(|b| sha256_hex(&b));
-        let Some(first) = read() else {
+        let read = || async {
+            crate::source::read_off_thread(self.path.clone(), self.max_bytes)
+                .await
+                .ok()
+                .map(|b| sha256_hex(&b))
+        };
+        let Some(first) = read().await else {
             // An unreadable file is news once; the attempt records it.
             return !self.last_rejected_is(Some(UNREADABLE));
         };
-        if first == self.snapshot.load().sha256 || self.last_rejected_is(Some(&first)) {
+        if first == self.snapshot.load().sha256 {
+            return self.last_attempt_failed();
+        }
+        if self.last_rejected_is(Some(&first)) {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        read().as_deref() == Some(first.as_str())
+        read().await.as_deref() == Some(first.as_str())
+    }
+
+    fn last_attempt_failed(&self) -> bool {
+        self.last_error.lock().map(|l| l.is_some()).unwrap_or(false)
     }
 
     fn last_rejected_is(&self, hash: Option<&str>) -> bool {
@@ -355,21 +392,21 @@ impl ReloadTask {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 Some(m) = self.manual.recv() => {
-                    let report = self.reloader.reload(m.trigger);
+                    let report = self.reloader.reload(m.trigger).await;
                     let _ = m.reply.send(report);
                 }
                 Some(change) = fs_rx.recv() => debounce.note(change, Instant::now()),
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     debounce.clear();
-                    self.reloader.reload(Trigger::Watch);
+                    self.reloader.reload(Trigger::Watch).await;
                 }
                 _ = poll.tick() => {
                     if self.reloader.differs_settled().await {
-                        self.reloader.reload(Trigger::Poll);
+                        self.reloader.reload(Trigger::Poll).await;
                     }
                 }
                 _ = recv_hup(&mut hup) => {
-                    self.reloader.reload(Trigger::Signal);
+                    self.reloader.reload(Trigger::Signal).await;
                 }
             }
         }
