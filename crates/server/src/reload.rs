@@ -17,6 +17,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::metrics::Metrics;
 use crate::state::{sha256_hex, SharedSnapshot, Snapshot};
 
+/// How often to look for a removed config directory's return.
+const REWATCH_EVERY: Duration = Duration::from_millis(250);
+
 /// Stands in for the hash of a file that could not be read.
 const UNREADABLE: &str = "unreadable";
 
@@ -371,8 +374,11 @@ impl ReloadTask {
     /// listens for SIGHUP and manual requests, and reloads for each.
     pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let (fs_tx, mut fs_rx) = mpsc::unbounded_channel();
-        // Kept alive for as long as the task runs.
-        let _watcher = crate::watch::watch_dir(&self.reloader.path, fs_tx);
+        let mut watch = crate::watch::DirWatch::start(&self.reloader.path, fs_tx);
+        // While the watch is down (its directory removed), look for the
+        // directory's return this often.
+        let mut rewatch = tokio::time::interval(REWATCH_EVERY);
+        rewatch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         warn_if_mount_point(&self.reloader.path);
 
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -395,13 +401,27 @@ impl ReloadTask {
                     let report = self.reloader.reload(m.trigger).await;
                     let _ = m.reply.send(report);
                 }
-                Some(change) = fs_rx.recv() => debounce.note(change, Instant::now()),
+                Some(change) = fs_rx.recv() => {
+                    if change == crate::watch::FsChange::DirGone {
+                        watch.lost();
+                    }
+                    debounce.note(change, Instant::now());
+                }
+                _ = rewatch.tick(), if !watch.is_live() => {
+                    if watch.refresh() {
+                        self.reloader.reload(Trigger::Watch).await;
+                    }
+                }
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     debounce.clear();
                     self.reloader.reload(Trigger::Watch).await;
                 }
                 _ = poll.tick() => {
-                    if self.reloader.differs_settled().await {
+                    // The directory may have been replaced without an
+                    // event reaching the old watch.
+                    if watch.refresh() {
+                        self.reloader.reload(Trigger::Watch).await;
+                    } else if self.reloader.differs_settled().await {
                         self.reloader.reload(Trigger::Poll).await;
                     }
                 }
@@ -484,6 +504,99 @@ fn unescape_mountinfo(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const GOOD: &[u8] = b"routes:\n  - path: /a\n    upstream: 127.0.0.1:1\n";
+
+    /// A reloader on a temp file holding `GOOD`, applied as generation 1.
+    fn reloader(dir: &tempfile::TempDir) -> Reloader {
+        let path = dir.path().join("routes.yaml");
+        std::fs::write(&path, GOOD).unwrap_or_else(|e| panic!("{e}"));
+        let metrics = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
+        let table =
+            switchyard_routes::load_bytes("routes.yaml", GOOD).unwrap_or_else(|e| panic!("{e}"));
+        let first = Snapshot::new(table, GOOD, 1, &metrics);
+        let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(first));
+        Reloader::new(path, 1 << 20, snapshot, metrics)
+    }
+
+    fn tmp() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A read error fails the attempt and sets the error; reading the
+    /// applied bytes again afterwards is `unchanged` and clears it.
+    #[test]
+    fn unchanged_good_bytes_after_a_failure_clear_the_error() {
+        let d = tmp();
+        let r = reloader(&d);
+        let gone = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let failed = r.apply(
+            Err(crate::source::ReadError::Io(gone)),
+            Trigger::Poll,
+            Instant::now(),
+        );
+        assert_eq!(failed.result, ReloadResult::Failure);
+        assert!(r.last_attempt_failed());
+        let again = r.apply(Ok(GOOD.to_vec()), Trigger::Poll, Instant::now());
+        assert_eq!(again.result, ReloadResult::Unchanged);
+        assert_eq!(again.generation, 1);
+        assert!(!r.last_attempt_failed());
+    }
+
+    /// The poll attempts a reload of the applied bytes only while the last
+    /// attempt had failed, so the error clears without an edit.
+    #[tokio::test]
+    async fn the_poll_retries_applied_bytes_only_after_a_failure() {
+        let d = tmp();
+        let r = reloader(&d);
+        assert!(!r.differs_settled().await, "nothing to do");
+        let gone = std::io::Error::from(std::io::ErrorKind::NotFound);
+        r.apply(
+            Err(crate::source::ReadError::Io(gone)),
+            Trigger::Poll,
+            Instant::now(),
+        );
+        assert!(r.differs_settled().await, "the error should be cleared");
+        r.reload(Trigger::Poll).await;
+        assert!(!r.differs_settled().await);
+    }
+
+    /// A new valid file is applied as the next generation with its diff; a
+    /// bad one is refused with every error and the old table kept.
+    #[test]
+    fn success_and_failure_report_what_happened() {
+        let d = tmp();
+        let r = reloader(&d);
+        let next = b"routes:\n  - path: /b\n    upstream: 127.0.0.1:2\n";
+        let ok = r.apply(Ok(next.to_vec()), Trigger::Admin, Instant::now());
+        assert_eq!(ok.result, ReloadResult::Success);
+        assert_eq!((ok.generation, ok.routes), (2, 1));
+        assert_eq!(
+            (ok.added.as_slice(), ok.removed.as_slice()),
+            (&["/b".to_owned()][..], &["/a".to_owned()][..])
+        );
+        let bad = r.apply(
+            Ok(b"routes: [x]\n".to_vec()),
+            Trigger::Admin,
+            Instant::now(),
+        );
+        assert_eq!(bad.result, ReloadResult::Failure);
+        assert_eq!(bad.generation, 2);
+        assert!(
+            bad.error.as_deref().is_some_and(|e| e.contains("1:10")),
+            "{:?}",
+            bad.error
+        );
+        // Invalid UTF-8 is refused, not patched over.
+        let latin1 = b"routes:\n  - path: /caf\xe9\n    upstream: 127.0.0.1:2\n";
+        let bad = r.apply(Ok(latin1.to_vec()), Trigger::Admin, Instant::now());
+        assert_eq!(bad.result, ReloadResult::Failure);
+        assert!(
+            bad.error.as_deref().is_some_and(|e| e.contains("2:15")),
+            "{:?}",
+            bad.error
+        );
+    }
 
     #[test]
     fn mountinfo_escapes() {

@@ -13,7 +13,8 @@
 //!   half file that happens to parse never wins;
 //! - a delete may be followed by a re-create (vim, `rm` + `cp`): wait too.
 
-use std::path::Path;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
@@ -43,40 +44,153 @@ pub enum FsChange {
     Closed,
     /// The file was deleted or renamed away.
     Gone,
+    /// The watched directory itself was deleted or moved: the watch is
+    /// dead, and [`DirWatch::refresh`] must start a new one.
+    DirGone,
 }
 
-/// Starts a non-recursive watch on the directory holding `config`, sending
-/// each relevant change. `None` (and a warning) if the watch cannot start;
-/// the poll still catches changes then.
-pub fn watch_dir(config: &Path, tx: UnboundedSender<FsChange>) -> Option<RecommendedWatcher> {
-    let dir = match config.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => Path::new(".").to_path_buf(),
-    };
-    let Some(name) = config.file_name().map(|n| n.to_os_string()) else {
-        tracing::warn!(config = %config.display(), "config path has no file name; relying on the poll");
-        return None;
-    };
-    let handler = move |res: notify::Result<notify::Event>| match res {
-        Ok(event) => {
-            if let Some(change) = classify(&event, &name) {
-                let _ = tx.send(change);
-            }
+/// A non-recursive watch on the directory holding the config file, that
+/// knows which directory it watches: if that directory is deleted (or
+/// replaced) the inotify watch dies with it, and [`DirWatch::refresh`]
+/// starts a new one on whatever directory is at the path now.
+pub struct DirWatch {
+    dir: PathBuf,
+    name: Option<OsString>,
+    tx: UnboundedSender<FsChange>,
+    watcher: Option<RecommendedWatcher>,
+    /// Device and inode of the directory the live watch is on.
+    identity: Option<(u64, u64)>,
+    /// Whether the loss of the watch has been logged.
+    lost_logged: bool,
+}
+
+impl DirWatch {
+    /// Watches the directory holding `config`, sending each relevant
+    /// change on `tx`. If the watch cannot start, says so; the poll still
+    /// catches changes, and [`DirWatch::refresh`] tries again.
+    pub fn start(config: &Path, tx: UnboundedSender<FsChange>) -> Self {
+        let dir = match config.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => Path::new(".").to_path_buf(),
+        };
+        let name = config.file_name().map(|n| n.to_os_string());
+        if name.is_none() {
+            tracing::warn!(config = %config.display(), "config path has no file name; relying on the poll");
         }
-        Err(e) => tracing::warn!(error = %e, "file watcher error; the poll keeps checking"),
-    };
-    let started = notify::recommended_watcher(handler)
-        .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
-    match started {
-        Ok(w) => {
-            tracing::debug!(dir = %dir.display(), "watching the config directory");
-            Some(w)
-        }
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the config directory; relying on the poll");
-            None
+        let mut watch = DirWatch {
+            dir,
+            name,
+            tx,
+            watcher: None,
+            identity: None,
+            lost_logged: false,
+        };
+        watch.watch();
+        watch
+    }
+
+    /// Whether a watch is running on the directory that was there when it
+    /// started (it may since have been replaced; see [`Self::refresh`]).
+    pub fn is_live(&self) -> bool {
+        self.watcher.is_some()
+    }
+
+    /// Forgets the watch after its directory went away.
+    pub fn lost(&mut self) {
+        self.watcher = None;
+        self.identity = None;
+        if !self.lost_logged {
+            self.lost_logged = true;
+            tracing::warn!(
+                dir = %self.dir.display(),
+                "the config directory was removed; watching for it to come back (the poll keeps checking)"
+            );
         }
     }
+
+    /// Makes sure the watch is on the directory at the path now: starts a
+    /// new one if there was none, or if the directory was replaced since.
+    /// True when a new watch started after one was lost, so the caller
+    /// should read the file (it may have changed while nobody watched).
+    pub fn refresh(&mut self) -> bool {
+        let now = dir_identity(&self.dir);
+        if self.watcher.is_some() && now.is_some() && now == self.identity {
+            return false;
+        }
+        if now.is_none() {
+            if self.watcher.is_some() {
+                self.lost();
+            }
+            return false;
+        }
+        let was_lost = self.lost_logged || self.watcher.is_some();
+        self.watcher = None;
+        if self.watch() && was_lost {
+            tracing::info!(dir = %self.dir.display(), "the config directory is back; watching it again");
+            return true;
+        }
+        false
+    }
+
+    fn watch(&mut self) -> bool {
+        let Some(name) = self.name.clone() else {
+            return false;
+        };
+        let tx = self.tx.clone();
+        let dir = self.dir.clone();
+        let handler = move |res: notify::Result<notify::Event>| match res {
+            Ok(event) => {
+                let change = if is_dir_gone(&event, &dir) {
+                    Some(FsChange::DirGone)
+                } else {
+                    classify(&event, &name)
+                };
+                if let Some(change) = change {
+                    let _ = tx.send(change);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "file watcher error; the poll keeps checking"),
+        };
+        let identity = dir_identity(&self.dir);
+        let started = notify::recommended_watcher(handler)
+            .and_then(|mut w| w.watch(&self.dir, RecursiveMode::NonRecursive).map(|()| w));
+        match started {
+            Ok(w) => {
+                tracing::debug!(dir = %self.dir.display(), "watching the config directory");
+                self.watcher = Some(w);
+                self.identity = identity;
+                self.lost_logged = false;
+                true
+            }
+            Err(e) => {
+                if !self.lost_logged {
+                    self.lost_logged = true;
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "cannot watch the config directory; relying on the poll");
+                }
+                false
+            }
+        }
+    }
+}
+
+/// Device and inode of `dir`, following symlinks; `None` if it is gone.
+fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir)
+        .ok()
+        .filter(|m| m.is_dir())
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// Whether `event` says the watched directory itself went away (inotify's
+/// IN_DELETE_SELF / IN_MOVE_SELF, which end the watch).
+fn is_dir_gone(event: &notify::Event, dir: &Path) -> bool {
+    let about_dir = event.paths.iter().any(|p| p == dir);
+    about_dir
+        && matches!(
+            event.kind,
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+        )
 }
 
 /// Reduces one notify event to the change it means for the config file.
@@ -131,7 +245,7 @@ impl Debounce {
         let wait = match change {
             FsChange::Replaced => AFTER_RENAME,
             FsChange::Closed => AFTER_CLOSE,
-            FsChange::Written | FsChange::Gone => QUIET,
+            FsChange::Written | FsChange::Gone | FsChange::DirGone => QUIET,
         };
         let at = now + wait;
         self.deadline = Some(match (change, self.deadline) {
