@@ -104,7 +104,7 @@ struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1024..=1_048_575))]
     max_header_bytes: u64,
     /// Client connections open at once; beyond it new ones get 503 and are closed (0: no cap).
-    #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS", default_value_t = 4096)]
+    #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: u64,
     /// Seconds a client may leave a response unread (no write progress) before the connection is cut (0: no limit).
     #[arg(long, env = "SWITCHYARD_SEND_TIMEOUT", default_value_t = 60)]

@@ -217,6 +217,21 @@ fn assert_deployment_shape(docs: &[Value], which: &str) {
         assert!(!res["requests"][key].is_null(), "{which}: requests.{key}");
     }
     assert!(!res["limits"]["memory"].is_null(), "{which}: limits.memory");
+    // The memory limit holds the connection cap at its worst (README,
+    // "Memory"): base and a routes file being parsed, plus every connection
+    // at what benches/conn_memory.py measured for a busy WebSocket.
+    let limit_mib: u64 = str_of(&res["limits"]["memory"])
+        .strip_suffix("Mi")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("{which}: limits.memory in Mi"));
+    let cap: u64 = flag(&args(c), "--max-connections")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{which}: --max-connections set explicitly"));
+    let needed_mib = 20 + 40 + cap * 224 / 1024;
+    assert!(
+        limit_mib >= needed_mib,
+        "{which}: {limit_mib} MiB cannot hold {cap} connections ({needed_mib} MiB needed)"
+    );
 
     // Prometheus scrapes the admin listener.
     let ann = &d["spec"]["template"]["metadata"]["annotations"];

@@ -20,8 +20,8 @@
 //! An accepted head is put back in front of the stream's unread bytes
 //! (`Stream::rewind`) and the connection goes on to Pingora exactly as it
 //! came in — except that a request with a chunked body goes on wrapped in a
-//! [`ChunkGuard`], which checks the body's framing strictly as Pingora
-//! reads it ([`crate::chunk_guard`]).
+//! `ChunkGuard`, which checks the body's framing strictly as Pingora
+//! reads it (`chunk_guard.rs`).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

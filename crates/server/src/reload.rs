@@ -130,7 +130,7 @@ impl Reloader {
     }
 
     /// One reload attempt: read (on a blocking thread, so a file that will
-    /// not answer never holds up the reload task), then [`Self::apply`].
+    /// not answer never holds up the reload task), then applies it.
     pub async fn reload(&self, trigger: Trigger) -> ReloadReport {
         let started = Instant::now();
         let read = crate::source::read_off_thread(self.path.clone(), self.max_bytes).await;
