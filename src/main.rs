@@ -1,12 +1,12 @@
 //! `switchyard`: the command line. Parses arguments, sets up logging, and
-//! hands off to the server or routes crate; `run` returns the exit code.
+//! hands off to the server, routes or nginx-import crate; `run` returns the
+//! exit code.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-mod import_nginx;
 mod reload_client;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -150,7 +150,7 @@ fn run(cli: Cli) -> u8 {
         } => check(&path, max_config_bytes),
         Command::Serve(args) => serve(args),
         Command::Reload { admin } => reload(admin),
-        Command::ImportNginx { file } => import_nginx::run(&file),
+        Command::ImportNginx { file } => import_nginx(&file),
     }
 }
 
@@ -170,6 +170,62 @@ fn reload(admin: Option<String>) -> u8 {
             eprintln!("switchyard reload: no answer from {admin}: {e}");
             2
         }
+    }
+}
+
+/// `switchyard import-nginx FILE`: prints the routes.yaml on stdout and the
+/// problems on stderr. Exit status 0 translated, 1 untranslatable parts (or
+/// not nginx syntax), 2 unreadable.
+fn import_nginx(file: &std::path::Path) -> u8 {
+    use std::io::Write as _;
+    use switchyard_nginx_import::ImportError;
+
+    let shown = file.display().to_string();
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{shown}: cannot read: {e}");
+            return 2;
+        }
+    };
+    // nginx itself does not care about encodings; neither do the parts of a
+    // config that translate (ASCII paths and addresses).
+    let text = String::from_utf8_lossy(&bytes);
+    let t = match switchyard_nginx_import::import(&shown, &text) {
+        Ok(t) => t,
+        Err(ImportError::Syntax(e)) => {
+            eprintln!("{shown}:{}: {}", e.line, e.message);
+            eprintln!("{shown}: not translated: this is not valid nginx configuration syntax");
+            return 1;
+        }
+        Err(ImportError::Unloadable(errors)) => {
+            eprintln!("switchyard import-nginx: bug: the generated routes.yaml does not pass `switchyard check`:");
+            eprintln!("{errors}");
+            return 1;
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(t.yaml.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        eprintln!("switchyard import-nginx: cannot write the routes.yaml: {e}");
+        return 1;
+    }
+    for p in &t.problems {
+        eprintln!("{shown}:{}: {}", p.line, p.message);
+    }
+    let routes = format!("{} route{}", t.routes, if t.routes == 1 { "" } else { "s" });
+    if t.problems.is_empty() {
+        eprintln!("{shown}: translated, {routes}");
+        0
+    } else {
+        let n = t.problems.len();
+        eprintln!(
+            "{shown}: {n} part{} not translated; the routes.yaml printed holds only the {routes} that did",
+            if n == 1 { "" } else { "s" }
+        );
+        1
     }
 }
 

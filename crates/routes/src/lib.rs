@@ -29,10 +29,10 @@ mod values;
 pub use compile::compile;
 pub use error::{ConfigError, ConfigErrors, Location, Problem, RouteLabel, MAX_REPORTED_ERRORS};
 pub use parse::parse;
-pub use path::{normalize_path, PathError};
+pub use path::{canonical_route_path, normalize_path, PathError};
 pub use prescan::{MAX_DEPTH, MAX_NODES};
 pub use table::{host_key, Route, Table, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT};
-pub use values::{parse_duration, Upstream, UpstreamHost};
+pub use values::{format_duration, parse_duration, split_host_port, Upstream, UpstreamHost};
 
 /// Parses and compiles the text of a routes file. `source_name` (usually the
 /// file's path) is what error lines start with. A leading byte-order mark

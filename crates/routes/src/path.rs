@@ -4,8 +4,10 @@
 use std::borrow::Cow;
 
 /// A route `path` in canonical form: starts with `/`, no trailing `/`
-/// (except the root itself), no empty, `.` or `..` segments.
-pub(crate) fn canonical_route_path(path: &str) -> Result<String, &'static str> {
+/// (except the root itself), no empty, `.` or `..` segments. Two routes
+/// with the same canonical path (and host) are the same route. The error
+/// says what is wrong with the path.
+pub fn canonical_route_path(path: &str) -> Result<String, &'static str> {
     if !path.starts_with('/') {
         return Err("must start with '/'");
     }

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::values::Upstream;
+use crate::values::{split_host_port, Upstream};
 
 /// Default `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -173,16 +173,12 @@ impl Table {
 /// The `Host` header reduced to what routes compare: no port, lowercase.
 /// Allocates only when the host has uppercase letters.
 pub fn host_key(host: &str) -> Cow<'_, str> {
-    let bare = if host.starts_with('[') {
-        match host.find(']') {
-            Some(end) => &host[..=end],
-            None => host,
-        }
-    } else {
-        match host.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => host,
-        }
+    // A bracketed host drops whatever follows it; any other host drops
+    // only a port of digits.
+    let bare = match split_host_port(host) {
+        (h, Some(port)) if h.starts_with('[') || port.bytes().all(|b| b.is_ascii_digit()) => h,
+        (h, None) => h,
+        _ => host,
     };
     if bare.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(bare.to_ascii_lowercase())

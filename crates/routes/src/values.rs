@@ -42,6 +42,31 @@ impl std::fmt::Display for Upstream {
     }
 }
 
+/// Splits `host:port`, `[v6]:port`, `host` or `[v6]` into the host and
+/// the text of the port, checking neither. A bracketed host keeps its
+/// brackets and ends at the first `]`; its port is what follows a `:`
+/// right after it, and anything else after the `]` is no port. Any other
+/// host ends at the last `:`. An unclosed `[` is all host.
+///
+/// Shared by every reader of an address (a route's `upstream`, a
+/// request's `Host`, the nginx importer's `listen`), so that they agree on
+/// where the port is.
+pub fn split_host_port(text: &str) -> (&str, Option<&str>) {
+    if text.starts_with('[') {
+        return match text.find(']') {
+            Some(end) => {
+                let (host, after) = text.split_at(end + 1);
+                (host, after.strip_prefix(':'))
+            }
+            None => (text, None),
+        };
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (text, None),
+    }
+}
+
 /// Parses `host:port`, `1.2.3.4:port` or `[::1]:port`.
 pub fn parse_upstream(text: &str) -> Result<Upstream, String> {
     if text.contains("://") {
@@ -50,21 +75,18 @@ pub fn parse_upstream(text: &str) -> Result<Upstream, String> {
     if text.contains('/') {
         return Err("write host:port without a path".into());
     }
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let (ip, after) = rest
-            .split_once(']')
+    let (host, port) = split_host_port(text);
+    let (host, port) = if let Some(inner) = host.strip_prefix('[') {
+        let ip = inner
+            .strip_suffix(']')
             .ok_or("missing `]` after the IPv6 address")?;
         let ip: Ipv6Addr = ip
             .parse()
             .map_err(|_| format!("{ip:?} is not an IPv6 address"))?;
-        let port = after
-            .strip_prefix(':')
-            .ok_or("missing :port after the address")?;
+        let port = port.ok_or("missing :port after the address")?;
         (UpstreamHost::Ip(IpAddr::V6(ip)), port)
     } else {
-        let (host, port) = text
-            .rsplit_once(':')
-            .ok_or("missing :port (write host:port, e.g. 127.0.0.1:3000)")?;
+        let port = port.ok_or("missing :port (write host:port, e.g. 127.0.0.1:3000)")?;
         if host.contains(':') {
             return Err("an IPv6 address needs brackets: [::1]:8080".into());
         }
@@ -159,6 +181,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, &'static str> {
     Ok(d)
 }
 
+/// Writes a duration the way routes.yaml does: a whole number in the
+/// largest unit that keeps it whole — `500ms`, `2s`, `1m`, `1h`.
+/// [`parse_duration`] reads it back as the same duration. Parts below a
+/// millisecond are dropped; zero, which no route has, is `0h`.
+pub fn format_duration(d: Duration) -> String {
+    match d.as_millis() {
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +247,56 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         for bad in ["", "5", "s", "1.5s", "2 s", "0s", "1d", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Each form of address splits where its port starts; a bracketed
+    /// host keeps its brackets and only a `:` right after `]` starts a port.
+    #[test]
+    fn host_port_splits() {
+        for (text, want) in [
+            ("h:80", ("h", Some("80"))),
+            ("1.2.3.4:80", ("1.2.3.4", Some("80"))),
+            ("h", ("h", None)),
+            ("h:", ("h", Some(""))),
+            ("a:b:80", ("a:b", Some("80"))),
+            ("[::1]:80", ("[::1]", Some("80"))),
+            ("[::1]", ("[::1]", None)),
+            ("[::1]:", ("[::1]", Some(""))),
+            ("[::1]x:80", ("[::1]", None)),
+            ("[::1", ("[::1", None)),
+            ("", ("", None)),
+        ] {
+            assert_eq!(split_host_port(text), want, "{text}");
+        }
+    }
+
+    /// routes.yaml's own forms come out in the largest whole unit.
+    #[test]
+    fn durations_are_written_in_the_largest_whole_unit() {
+        for (d, want) in [
+            (Duration::from_millis(500), "500ms"),
+            (Duration::from_millis(1500), "1500ms"),
+            (Duration::from_secs(2), "2s"),
+            (Duration::from_secs(90), "90s"),
+            (Duration::from_secs(60), "1m"),
+            (Duration::from_secs(5400), "90m"),
+            (Duration::from_secs(3600), "1h"),
+            (Duration::from_secs(86_400), "24h"),
+            (Duration::from_micros(2_000_999), "2s"),
+        ] {
+            assert_eq!(format_duration(d), want, "{d:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Every duration routes.yaml can hold is written back as text that
+        /// parses to the same duration, whichever unit it was written in.
+        #[test]
+        fn formatted_durations_parse_back(n in 1u64.., unit in 0usize..4) {
+            let text = format!("{n}{}", ["ms", "s", "m", "h"][unit]);
+            let d = parse_duration(&text).unwrap();
+            proptest::prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }
     }
 }

@@ -74,13 +74,7 @@ pub fn snapshot_json(snap: &Snapshot) -> serde_json::Value {
 
 /// A duration the way routes.yaml writes it.
 fn duration_text(d: Duration) -> String {
-    let ms = d.as_millis();
-    match ms {
-        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
-        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
-        ms => format!("{ms}ms"),
-    }
+    switchyard_routes::format_duration(d)
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Vec<u8>> {

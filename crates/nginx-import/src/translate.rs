@@ -1,315 +1,20 @@
-//! `switchyard import-nginx FILE`: translates the nginx.conf of an nginx
-//! "dev proxy" pod into a routes.yaml, so a migration starts from the
-//! operator's real configuration rather than a retyped copy of it.
-//!
-//! **Translated:**
-//! - `upstream NAME { server HOST[:PORT]; … }` → the route's `upstream`
-//!   list, used round robin as nginx does by default. A server without a
-//!   port is `HOST:80`, nginx's default.
-//! - prefix locations (`location /p`, `location ^~ /p`) whose `proxy_pass`
-//!   is `http://NAME` (an upstream block) or `http://HOST[:PORT]` → one route
-//!   each. A URI on `proxy_pass` that equals the location changes nothing; a
-//!   `/` on a location that ends in `/` (`location /p/ { proxy_pass
-//!   http://x/; }`) is nginx's way of stripping the prefix and becomes
-//!   `strip_prefix: true`. Every other URI is refused (see [`strip_prefix`]).
-//! - `proxy_connect_timeout` / `proxy_read_timeout`, inherited from `http`
-//!   and `server` as nginx inherits them → `connect_timeout` / `read_timeout`.
-//! - several `server` blocks: the default server's routes match any host,
-//!   the others' get `host:` for each exact `server_name` — but only when
-//!   Switchyard's longest-prefix-then-host matching picks the same location
-//!   nginx's host-then-prefix selection would (see [`Translator::finish_servers`]).
-//!
-//! **Accepted without a route, because Switchyard already behaves so:** the
-//! usual proxy headers (`Host $host`, `X-Real-IP $remote_addr`,
-//! `X-Forwarded-For $proxy_add_x_forwarded_for`, `X-Forwarded-Proto
-//! $scheme`, the WebSocket `Upgrade`/`Connection` pair and its `map`),
-//! `proxy_http_version 1.1`, `proxy_buffering`, `proxy_redirect off|default`,
-//! `proxy_cache_bypass $http_upgrade`, and `location /health { return 200 …; }`
-//! (Switchyard answers `/health` itself). Settings that do not decide where a
-//! request goes or what it receives — worker processes, `events`, logging,
-//! socket and buffer tuning, MIME types, upstream `keepalive` — are ignored
-//! with a comment in the output, so nothing disappears unseen.
-//!
-//! **Refused, with the line and a reason:** everything else that changes
-//! what a client or an upstream sees: regex, exact and named locations,
-//! nested locations, `rewrite`, `return`, `if`, other headers, files,
-//! access control, limits, caching, TLS listeners, `https://` or variable
-//! upstreams, weighted, backup or health-checked servers, and `include`
-//! (the included file is not read, so what it says is unknown). A
-//! translation that quietly behaved differently would be worse than none.
-//! What did translate is still printed, so the operator sees how far the
-//! file got, but the exit status is 1.
+//! Translation: nginx directives into routes, following nginx's own rules
+//! for which server and location a request reaches and what each level
+//! inherits, and refusing — with the line and a reason — whatever would
+//! make Switchyard behave differently. What each directive *is* lives in
+//! [`crate::catalogue`]; this decides what it means where it is written.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt::Write as _;
-use std::io::Write as _;
-use std::path::Path;
+use std::time::Duration;
 
-/// Deepest block nesting accepted. Real files nest three or four deep; the
-/// limit keeps a hostile file from exhausting the stack of the recursive parser.
-const MAX_DEPTH: usize = 64;
+use switchyard_routes::{canonical_route_path, format_duration, split_host_port};
 
-// ---------------------------------------------------------------------------
-// Syntax
-// ---------------------------------------------------------------------------
-
-/// One nginx directive: `name args…;` or `name args… { block }`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Directive {
-    /// The directive's name (`location`, `proxy_pass`, …).
-    pub name: String,
-    /// Its arguments, quotes removed and escapes resolved as nginx does.
-    pub args: Vec<String>,
-    /// Line of the name, counting from 1.
-    pub line: usize,
-    /// The directives inside `{ }`, for a block directive.
-    pub block: Option<Vec<Directive>>,
-}
-
-impl Directive {
-    /// `name args…` as written (quotes aside), shortened for messages.
-    fn text(&self) -> String {
-        let mut s = self.name.clone();
-        for a in &self.args {
-            s.push(' ');
-            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"') {
-                let _ = write!(s, "{a:?}");
-            } else {
-                s.push_str(a);
-            }
-        }
-        if s.chars().count() > 80 {
-            s = s.chars().take(77).collect::<String>() + "...";
-        }
-        s
-    }
-
-    fn block(&self) -> &[Directive] {
-        self.block.as_deref().unwrap_or(&[])
-    }
-}
-
-/// Why a file is not nginx configuration syntax, and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError {
-    /// Line, counting from 1.
-    pub line: usize,
-    /// What is wrong.
-    pub message: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
-    Word(String),
-    Semicolon,
-    Open,
-    Close,
-}
-
-/// Splits nginx configuration text into tokens with their lines, following
-/// `ngx_conf_read_token`: `#` starts a comment only at the start of a token;
-/// a word ends at whitespace, `;` or `{` (but not at the `{` of `${var}`,
-/// and not at `}`); a backslash takes the next character literally.
-fn tokenize(text: &str) -> Result<Vec<(Token, usize)>, ParseError> {
-    let mut out = Vec::new();
-    let mut chars = text.chars().peekable();
-    let mut line = 1;
-    while let Some(&c) = chars.peek() {
-        match c {
-            '\n' => {
-                line += 1;
-                chars.next();
-            }
-            c if c.is_whitespace() => {
-                chars.next();
-            }
-            '#' => while chars.next_if(|&c| c != '\n').is_some() {},
-            ';' | '{' | '}' => {
-                chars.next();
-                let t = match c {
-                    ';' => Token::Semicolon,
-                    '{' => Token::Open,
-                    _ => Token::Close,
-                };
-                out.push((t, line));
-            }
-            '"' | '\'' => {
-                let start = line;
-                chars.next();
-                let unterminated = || ParseError {
-                    line: start,
-                    message: format!("unterminated string: the {c} opened here is never closed"),
-                };
-                let mut raw = String::new();
-                loop {
-                    match chars.next() {
-                        None => return Err(unterminated()),
-                        Some('\\') => {
-                            let escaped = chars.next().ok_or_else(unterminated)?;
-                            if escaped == '\n' {
-                                line += 1;
-                            }
-                            raw.push('\\');
-                            raw.push(escaped);
-                        }
-                        Some(q) if q == c => break,
-                        Some(other) => {
-                            if other == '\n' {
-                                line += 1;
-                            }
-                            raw.push(other);
-                        }
-                    }
-                }
-                // nginx wants a separator after a closing quote.
-                if let Some(&next) = chars.peek() {
-                    if !(next.is_whitespace() || matches!(next, ';' | '{' | ')')) {
-                        return Err(ParseError {
-                            line,
-                            message: format!("unexpected {next:?} after a quoted string"),
-                        });
-                    }
-                }
-                out.push((Token::Word(unescape(&raw)), start));
-            }
-            _ => {
-                let start = line;
-                let mut raw = String::new();
-                let mut after_dollar = false;
-                while let Some(&ch) = chars.peek() {
-                    if ch.is_whitespace() || ch == ';' || (ch == '{' && !after_dollar) {
-                        break;
-                    }
-                    chars.next();
-                    raw.push(ch);
-                    if ch == '\\' {
-                        if let Some(escaped) = chars.next() {
-                            if escaped == '\n' {
-                                line += 1;
-                            }
-                            raw.push(escaped);
-                        }
-                        after_dollar = false;
-                    } else {
-                        after_dollar = ch == '$';
-                    }
-                }
-                out.push((Token::Word(unescape(&raw)), start));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Resolves the escapes nginx resolves in every word: `\"`, `\'`, `\\`,
-/// `\t`, `\r`, `\n`. Any other backslash stays, as in nginx (regexes need it).
-fn unescape(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    let mut it = raw.chars().peekable();
-    while let Some(c) = it.next() {
-        if c == '\\' {
-            let replacement = match it.peek() {
-                Some(&q @ ('"' | '\'' | '\\')) => Some(q),
-                Some('t') => Some('\t'),
-                Some('r') => Some('\r'),
-                Some('n') => Some('\n'),
-                _ => None,
-            };
-            if let Some(r) = replacement {
-                it.next();
-                out.push(r);
-                continue;
-            }
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Parses nginx configuration text into its directives, each with its line.
-pub fn parse(text: &str) -> Result<Vec<Directive>, ParseError> {
-    let tokens = tokenize(text)?;
-    let mut pos = 0;
-    parse_block(&tokens, &mut pos, None, 0)
-}
-
-fn parse_block(
-    tokens: &[(Token, usize)],
-    pos: &mut usize,
-    opened_at: Option<usize>,
-    depth: usize,
-) -> Result<Vec<Directive>, ParseError> {
-    let err = |line: usize, message: String| Err(ParseError { line, message });
-    let mut out = Vec::new();
-    loop {
-        let Some((token, line)) = tokens.get(*pos) else {
-            return match opened_at {
-                None => Ok(out),
-                Some(l) => err(
-                    l,
-                    "unexpected end of file: the block opened here is never closed with `}`".into(),
-                ),
-            };
-        };
-        *pos += 1;
-        let name = match token {
-            Token::Word(w) => w,
-            Token::Close if opened_at.is_some() => return Ok(out),
-            Token::Close => return err(*line, "unexpected `}`: no block is open".into()),
-            Token::Semicolon => return err(*line, "unexpected `;`".into()),
-            Token::Open => return err(*line, "unexpected `{`: a block needs a name".into()),
-        };
-        let mut args = Vec::new();
-        loop {
-            match tokens.get(*pos) {
-                None => {
-                    return err(
-                        *line,
-                        format!("unexpected end of file: `{name}` is not ended by `;` or a block"),
-                    )
-                }
-                Some((Token::Word(w), _)) => {
-                    *pos += 1;
-                    args.push(w.clone());
-                }
-                Some((Token::Semicolon, _)) => {
-                    *pos += 1;
-                    out.push(Directive {
-                        name: name.clone(),
-                        args,
-                        line: *line,
-                        block: None,
-                    });
-                    break;
-                }
-                Some((Token::Open, l)) => {
-                    *pos += 1;
-                    if depth >= MAX_DEPTH {
-                        return err(*l, format!("blocks nested more than {MAX_DEPTH} deep"));
-                    }
-                    let block = parse_block(tokens, pos, Some(*line), depth + 1)?;
-                    out.push(Directive {
-                        name: name.clone(),
-                        args,
-                        line: *line,
-                        block: Some(block),
-                    });
-                    break;
-                }
-                Some((Token::Close, l)) => {
-                    return err(
-                        *l,
-                        format!("unexpected `}}`: `{name}` (line {line}) is missing its `;`"),
-                    )
-                }
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Translation
-// ---------------------------------------------------------------------------
+use crate::catalogue::{
+    header_is_covered, is_logging, is_process_setting, is_tuning, refusal, server_param_refusal,
+    Ignored,
+};
+use crate::emit::{self, join, Document, Item, Route};
+use crate::syntax::Directive;
 
 /// Something in the nginx.conf that cannot be translated faithfully.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,7 +25,7 @@ pub struct Problem {
     pub message: String,
 }
 
-/// The outcome of [`translate`].
+/// The outcome of [`crate::import`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Translation {
     /// The routes.yaml: every route that translated completely.
@@ -330,32 +35,6 @@ pub struct Translation {
     pub problems: Vec<Problem>,
     /// Number of routes in `yaml`.
     pub routes: usize,
-}
-
-/// Settings nginx ignores in the output comment, grouped by why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Ignored {
-    Process,
-    Tuning,
-    Files,
-    Logging,
-}
-
-impl Ignored {
-    fn why(self) -> &'static str {
-        match self {
-            Ignored::Process => {
-                "nginx process settings; Switchyard's are its own command-line flags (--threads, ...)"
-            }
-            Ignored::Tuning => {
-                "connection, buffer and socket tuning, which changes neither where a request goes nor what it receives"
-            }
-            Ignored::Files => {
-                "MIME types for files nginx serves itself; Switchyard serves no files and passes the upstream's Content-Type"
-            }
-            Ignored::Logging => "nginx's logs; Switchyard logs to stderr (--access-log, --log-format)",
-        }
-    }
 }
 
 /// An inheritable setting: as in nginx, a `location` takes its `server`'s,
@@ -482,23 +161,6 @@ struct Server {
     hosts: Vec<Option<String>>,
 }
 
-/// One route of the output.
-#[derive(Debug)]
-struct Route {
-    comments: Vec<String>,
-    path: String,
-    host: Option<String>,
-    upstream: Vec<String>,
-    strip_prefix: bool,
-    connect_timeout: Option<String>,
-    read_timeout: Option<String>,
-}
-
-enum Item {
-    Route(Route),
-    Skipped(String),
-}
-
 struct Translator<'a> {
     source: &'a str,
     problems: Vec<Problem>,
@@ -511,7 +173,7 @@ struct Translator<'a> {
 
 /// Translates parsed nginx configuration into a routes.yaml. `source_name`
 /// (usually the path given on the command line) is what comments cite.
-pub fn translate(directives: &[Directive], source_name: &str) -> Translation {
+pub(crate) fn translate(directives: &[Directive], source_name: &str) -> Translation {
     let mut t = Translator {
         source: source_name,
         problems: Vec::new(),
@@ -668,27 +330,7 @@ impl Translator<'_> {
             return;
         }
         let (name, value) = (d.args[0].to_ascii_lowercase(), d.args[1].as_str());
-        // The headers Switchyard itself sets or passes (README, "What the
-        // upstream receives"). `$host` drops a port that Switchyard keeps;
-        // an upstream that sees the client's Host as sent is the more
-        // faithful side of that difference.
-        let covered = match name.as_str() {
-            "host" => matches!(value, "$host" | "$http_host"),
-            "x-real-ip" => value == "$remote_addr",
-            "x-forwarded-for" => value == "$proxy_add_x_forwarded_for",
-            // Switchyard's listener is plain HTTP, so $scheme is `http`
-            // there too; a TLS listener is refused separately.
-            "x-forwarded-proto" => value == "$scheme",
-            "upgrade" => value == "$http_upgrade",
-            // The WebSocket idiom, and `""` (keep-alive to the upstream):
-            // Switchyard manages the upstream connection and passes upgrades.
-            "connection" => {
-                value.eq_ignore_ascii_case("upgrade")
-                    || value == "$connection_upgrade"
-                    || value.is_empty()
-            }
-            _ => false,
-        };
+        let covered = header_is_covered(&name, value);
         if !covered {
             self.problem(
                 d.line,
@@ -1004,6 +646,11 @@ impl Translator<'_> {
             Err(why) => return fail(self, &why),
         }
 
+        // The upstream block's name is what comes before the last `:`,
+        // unless a `]` follows that `:`. Not `split_host_port`, which
+        // stops a bracketed address at its first `]`: for malformed text
+        // such as `[a]b:80` the two disagree on the name, and which
+        // upstream block a proxy_pass names must not change.
         let has_port = authority
             .rsplit_once(':')
             .is_some_and(|(_, p)| !p.contains(']'));
@@ -1188,6 +835,7 @@ impl Translator<'_> {
         self.notes.extend(notes);
     }
 
+    /// Builds the routes, in file order, and writes them out.
     fn render(mut self) -> Translation {
         for u in &self.upstreams {
             if !u.used {
@@ -1225,59 +873,19 @@ impl Translator<'_> {
         self.problems.sort_by_key(|p| p.line);
         self.notes.sort_by_key(|n| n.0);
         let routes = items.iter().filter(|i| matches!(i, Item::Route(_))).count();
-
-        let mut out = String::new();
-        let mut line = |s: &str| {
-            out.push_str(s);
-            out.push('\n');
-        };
-        line(&comment(&format!(
-            "# routes.yaml for Switchyard, translated from {} by `switchyard import-nginx`.",
-            self.source
-        )));
-        if !self.problems.is_empty() {
-            line(&comment(&format!(
-                "# INCOMPLETE: {} part(s) of {} could not be translated (listed on stderr); only what did translate is below.",
-                self.problems.len(),
-                self.source
-            )));
-        }
-        line("#");
-        for (l, n) in &self.notes {
-            line(&comment(&format!("# {}:{l}: {n}", self.source)));
-        }
-        for (why, list) in &self.ignored {
-            let which = join(list.iter().map(|(n, l)| format!("{n} (line {l})")), ", ");
-            line(&comment(&format!("# Ignored, {}: {which}", why.why())));
-        }
-        if routes > 0 {
-            line("# nginx's prefix locations match any string prefix (location /app1 also caught /app10); Switchyard matches whole path segments.");
-            let default_connect = items
+        let yaml = emit::document(&Document {
+            source: self.source,
+            problems: self.problems.len(),
+            notes: &self.notes,
+            ignored: self
+                .ignored
                 .iter()
-                .any(|i| matches!(i, Item::Route(r) if r.connect_timeout.is_none()));
-            if default_connect {
-                line("# Routes without connect_timeout use Switchyard's default of 5s (nginx's proxy_connect_timeout defaults to 60s).");
-            }
-        }
-        line("version: 1");
-        if routes == 0 {
-            for i in &items {
-                if let Item::Skipped(s) = i {
-                    line(&comment(&format!("# {s}")));
-                }
-            }
-            line("routes: []");
-        } else {
-            line("routes:");
-            for i in &items {
-                match i {
-                    Item::Skipped(s) => line(&comment(&format!("  # {s}"))),
-                    Item::Route(r) => render_route(r, &mut line),
-                }
-            }
-        }
+                .map(|(why, list)| (why.why(), list.as_slice()))
+                .collect(),
+            items: &items,
+        });
         Translation {
-            yaml: out,
+            yaml,
             problems: self.problems,
             routes,
         }
@@ -1313,7 +921,7 @@ impl Translator<'_> {
         // Each route is checked alone with the real loader, so a path or
         // address Switchyard would reject is reported at its nginx line.
         let mut text = String::from("routes:\n");
-        render_route(&route, &mut |s: &str| {
+        emit::route(&route, &mut |s: &str| {
             text.push_str(s);
             text.push('\n');
         });
@@ -1348,32 +956,6 @@ impl Translator<'_> {
         }
         seen.insert(key, (c.line, c.label.clone()));
         Some(route)
-    }
-}
-
-fn render_route(r: &Route, line: &mut impl FnMut(&str)) {
-    for c in &r.comments {
-        line(&comment(&format!("  # {c}")));
-    }
-    line(&format!("  - path: {}", scalar(&r.path)));
-    if let Some(h) = &r.host {
-        line(&format!("    host: {}", scalar(h)));
-    }
-    match r.upstream.as_slice() {
-        [one] => line(&format!("    upstream: {}", scalar(one))),
-        many => line(&format!(
-            "    upstream: [{}]",
-            join(many.iter().map(|u| scalar(u)), ", ")
-        )),
-    }
-    if r.strip_prefix {
-        line("    strip_prefix: true");
-    }
-    if let Some(t) = &r.connect_timeout {
-        line(&format!("    connect_timeout: {t}"));
-    }
-    if let Some(t) = &r.read_timeout {
-        line(&format!("    read_timeout: {t}"));
     }
 }
 
@@ -1439,12 +1021,14 @@ fn health_check_body(block: &[Directive]) -> bool {
     returns == 1
 }
 
-/// A route path's canonical form as Switchyard compares them: no trailing `/`.
+/// A location's URI in the form Switchyard compares route paths in
+/// ([`canonical_route_path`]). A URI the loader refuses (reported when its
+/// route is built) is still compared, by its text without trailing `/`.
 fn canonical(path: &str) -> String {
-    match path.trim_end_matches('/') {
+    canonical_route_path(path).unwrap_or_else(|_| match path.trim_end_matches('/') {
         "" => "/".to_owned(),
         p => p.to_owned(),
-    }
+    })
 }
 
 /// `HOST` → `HOST:80`, nginx's default port for upstream servers.
@@ -1466,11 +1050,11 @@ fn listen_port(addr: &str) -> Option<u16> {
     if addr.bytes().all(|b| b.is_ascii_digit()) {
         return addr.parse().ok();
     }
-    let port = match addr.strip_prefix('[') {
-        Some(rest) => rest.split_once(']')?.1.strip_prefix(':'),
-        None => addr.rsplit_once(':').map(|(_, p)| p),
-    };
-    port.map_or(Some(80), |p| p.parse().ok())
+    match split_host_port(addr) {
+        // `[::` never closes its address.
+        (host, _) if host.starts_with('[') && !host.ends_with(']') => None,
+        (_, port) => port.map_or(Some(80), |p| p.parse().ok()),
+    }
 }
 
 fn describe_names(names: &[String]) -> String {
@@ -1535,387 +1119,13 @@ fn nginx_duration(text: &str) -> Result<String, String> {
     if total == 0 {
         return bad("Switchyard's timeouts must be greater than zero");
     }
-    Ok(match total {
-        t if t % 3_600_000 == 0 => format!("{}h", t / 3_600_000),
-        t if t % 60_000 == 0 => format!("{}m", t / 60_000),
-        t if t % 1_000 == 0 => format!("{}s", t / 1_000),
-        t => format!("{t}ms"),
-    })
-}
-
-/// A YAML scalar: plain when that cannot be read as anything but the same
-/// string, else double-quoted with escapes.
-fn scalar(s: &str) -> String {
-    let plain_chars = s
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '.' | '-' | ':'));
-    let starts_ok = s.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '/');
-    let looks_typed = !s.starts_with('/')
-        && (s.parse::<f64>().is_ok()
-            || !s.contains(['.', ':']) && s.starts_with(|c: char| c.is_ascii_digit())
-            || matches!(
-                s.to_ascii_lowercase().as_str(),
-                "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "y" | "n"
-            ));
-    if plain_chars && starts_ok && !s.ends_with(':') && !looks_typed {
-        return s.to_owned();
-    }
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A comment line with no control characters, so text from the nginx.conf
-/// cannot end the comment and inject YAML.
-fn comment(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
-fn join(items: impl Iterator<Item = String>, sep: &str) -> String {
-    items.collect::<Vec<_>>().join(sep)
-}
-
-fn is_process_setting(name: &str) -> bool {
-    name.starts_with("worker_")
-        || matches!(
-            name,
-            "user"
-                | "pid"
-                | "daemon"
-                | "master_process"
-                | "pcre_jit"
-                | "timer_resolution"
-                | "lock_file"
-                | "working_directory"
-                | "env"
-                | "load_module"
-                | "thread_pool"
-                | "debug_points"
-        )
-}
-
-fn is_logging(name: &str) -> bool {
-    matches!(
-        name,
-        "access_log"
-            | "error_log"
-            | "log_format"
-            | "log_not_found"
-            | "log_subrequest"
-            | "open_log_file_cache"
-    )
-}
-
-/// Connection, buffer and socket tuning, allowed at http and server level:
-/// it changes neither where a request goes nor what it receives.
-fn is_tuning(d: &Directive) -> bool {
-    let name = d.name.as_str();
-    name.ends_with("_hash_max_size")
-        || name.ends_with("_hash_bucket_size")
-        || matches!(
-            name,
-            "sendfile"
-                | "sendfile_max_chunk"
-                | "tcp_nopush"
-                | "tcp_nodelay"
-                | "keepalive_timeout"
-                | "keepalive_requests"
-                | "keepalive_time"
-                | "keepalive_disable"
-                | "reset_timedout_connection"
-                | "client_header_timeout"
-                | "client_body_timeout"
-                | "send_timeout"
-                | "client_body_temp_path"
-                | "proxy_temp_path"
-                | "proxy_buffer_size"
-                | "proxy_buffers"
-                | "proxy_busy_buffers_size"
-                | "server_tokens"
-                | "resolver"
-                | "resolver_timeout"
-        )
-        // No limit is what Switchyard has too; any other limit is refused.
-        || (name == "client_max_body_size" && d.args == ["0"])
-}
-
-/// Why a directive has no Switchyard equivalent, in one line.
-fn refusal(name: &str) -> &'static str {
-    match name {
-        "rewrite" => "it rewrites the request URI; Switchyard forwards the path as it is, or with the route's prefix stripped",
-        "return" => "nginx answers the request itself; Switchyard only proxies (and answers /health)",
-        "if" | "set" => "conditional or computed configuration; Switchyard has none",
-        "add_header" | "add_trailer" | "more_set_headers" | "expires" | "proxy_hide_header"
-        | "proxy_pass_header" | "proxy_ignore_headers" | "proxy_cookie_domain" | "proxy_cookie_path" => {
-            "it changes the response headers; Switchyard passes the upstream's unchanged"
-        }
-        "root" | "alias" | "try_files" | "index" | "autoindex" => {
-            "it serves files from disk; Switchyard only proxies"
-        }
-        "error_page" | "proxy_intercept_errors" => {
-            "it replaces error answers with nginx's own; Switchyard passes the upstream's answer"
-        }
-        "auth_basic" | "auth_basic_user_file" | "auth_request" | "allow" | "deny" | "satisfy" => {
-            "access control; Switchyard has none, so the route would be open to everyone"
-        }
-        "client_max_body_size" => {
-            "Switchyard sets no limit on request bodies, so larger ones would pass"
-        }
-        "sub_filter" | "sub_filter_once" | "sub_filter_types" => {
-            "it rewrites response bodies; Switchyard passes them unchanged"
-        }
-        "proxy_send_timeout" => "Switchyard has no send timeout setting, only connect_timeout and read_timeout",
-        "proxy_http_version" => "Switchyard speaks HTTP/1.1 to upstreams",
-        "proxy_method" | "proxy_pass_request_body" | "proxy_pass_request_headers" | "proxy_set_body" => {
-            "it changes the request sent upstream; Switchyard forwards it as it came"
-        }
-        "include" => {
-            "the included file is not read, so what it configures is unknown; paste its contents in place of the include and translate again"
-        }
-        "fastcgi_pass" | "uwsgi_pass" | "scgi_pass" | "grpc_pass" | "memcached_pass" => {
-            "it proxies another protocol; Switchyard speaks HTTP to upstreams"
-        }
-        "stream" | "mail" => "Switchyard proxies HTTP only",
-        "map" | "geo" | "split_clients" => "it defines variables; Switchyard has none",
-        "location" => "a location outside a server block",
-        "real_ip_header" | "set_real_ip_from" | "real_ip_recursive" => {
-            "Switchyard's equivalent is the --trusted-proxies flag, set on the command line"
-        }
-        n if n.starts_with("limit_") => "request, connection or rate limits; Switchyard has none",
-        n if n.starts_with("ssl") || n == "http2" || n == "http3" || n == "quic" => {
-            "TLS or HTTP/2 on the listener; Switchyard listens in plain HTTP/1.1 (TLS ends at the ingress)"
-        }
-        n if n.starts_with("proxy_cache") || n.starts_with("proxy_store") => {
-            "response caching; Switchyard does not cache"
-        }
-        n if n.starts_with("proxy_next_upstream") => {
-            "nginx's retry policy; Switchyard tries the next server only when connecting fails"
-        }
-        n if n.starts_with("proxy_ssl") => "TLS to the upstream; Switchyard's upstreams are plain HTTP",
-        n if n.starts_with("gzip") => "it compresses responses; Switchyard passes them as the upstream sent them",
-        _ => "it changes how nginx handles requests, and Switchyard has no equivalent",
-    }
-}
-
-/// Why an upstream `server` parameter has no Switchyard equivalent.
-fn server_param_refusal(param: &str) -> &'static str {
-    let name = param.split('=').next().unwrap_or(param);
-    match name {
-        "weight" => "Switchyard's round robin gives every server an equal share",
-        "backup" => "Switchyard has no backup servers, so this one would take traffic all the time",
-        "down" => "Switchyard would send traffic to it; remove the line to leave the server out",
-        "max_fails" | "fail_timeout" => {
-            "Switchyard never marks a server down; each request tries the next server when connecting fails"
-        }
-        "max_conns" => "Switchyard has no per-server connection limit",
-        _ => "it has no equivalent in Switchyard",
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Command
-// ---------------------------------------------------------------------------
-
-/// `switchyard import-nginx FILE`: prints the routes.yaml on stdout and the
-/// problems on stderr. Exit status 0 translated, 1 untranslatable parts (or
-/// not nginx syntax), 2 unreadable.
-pub fn run(file: &Path) -> u8 {
-    let shown = file.display().to_string();
-    let bytes = match std::fs::read(file) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("{shown}: cannot read: {e}");
-            return 2;
-        }
-    };
-    // nginx itself does not care about encodings; neither do the parts of a
-    // config that translate (ASCII paths and addresses).
-    let text = String::from_utf8_lossy(&bytes);
-    let directives = match parse(&text) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("{shown}:{}: {}", e.line, e.message);
-            eprintln!("{shown}: not translated: this is not valid nginx configuration syntax");
-            return 1;
-        }
-    };
-    let t = translate(&directives, &shown);
-    // The contract: what import-nginx prints passes `switchyard check`.
-    // Each route was checked alone; this checks the whole file. A failure
-    // here is a bug in this module, never the operator's.
-    if let Err(errors) = switchyard_routes::load("(generated routes.yaml)", &t.yaml) {
-        eprintln!("switchyard import-nginx: bug: the generated routes.yaml does not pass `switchyard check`:");
-        eprintln!("{errors}");
-        return 1;
-    }
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(t.yaml.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        eprintln!("switchyard import-nginx: cannot write the routes.yaml: {e}");
-        return 1;
-    }
-    for p in &t.problems {
-        eprintln!("{shown}:{}: {}", p.line, p.message);
-    }
-    let routes = format!("{} route{}", t.routes, if t.routes == 1 { "" } else { "s" });
-    if t.problems.is_empty() {
-        eprintln!("{shown}: translated, {routes}");
-        0
-    } else {
-        let n = t.problems.len();
-        eprintln!(
-            "{shown}: {n} part{} not translated; the routes.yaml printed holds only the {routes} that did",
-            if n == 1 { "" } else { "s" }
-        );
-        1
-    }
+    Ok(format_duration(Duration::from_millis(total)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn words(text: &str) -> Vec<(String, usize)> {
-        tokenize(text)
-            .unwrap()
-            .into_iter()
-            .filter_map(|(t, l)| match t {
-                Token::Word(w) => Some((w, l)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn tr(conf: &str) -> Translation {
-        translate(&parse(conf).unwrap(), "nginx.conf")
-    }
-
-    /// Lines of the problems, for asserting where each is reported.
-    fn lines(t: &Translation) -> Vec<usize> {
-        t.problems.iter().map(|p| p.line).collect()
-    }
-
-    fn table(t: &Translation) -> switchyard_routes::Table {
-        switchyard_routes::load("out.yaml", &t.yaml).unwrap()
-    }
-
-    fn server(body: &str) -> String {
-        format!("http {{\n  server {{\n    listen 80;\n{body}\n  }}\n}}\n")
-    }
-
-    const OPERATOR: &str = r#"events { worker_connections 1024; }
-http {
-    upstream app1 { server 192.168.2.50:3000; }
-    upstream app2 { server 192.168.2.51:8080; }
-    server {
-        listen 80;
-        server_name _;
-        location /app1 {
-            proxy_pass http://app1;
-            proxy_set_header Host $host;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection "upgrade";
-        }
-        location /app2 {
-            proxy_pass http://app2;
-            proxy_set_header Host $host;
-        }
-        location /health { return 200 "ok"; access_log off; }
-    }
-}
-"#;
-
-    // --- tokenizer and parser ---
-
-    /// Comments run from `#` at a token's start to the end of the line; a
-    /// `#` inside a word is part of it.
-    #[test]
-    fn comments_are_skipped_but_not_inside_words() {
-        let w = words("a b#c; # comment ; {\nd;");
-        assert_eq!(w, [("a".into(), 1), ("b#c".into(), 1), ("d".into(), 2)]);
-    }
-
-    /// Quotes group words, escapes resolve as nginx resolves them, and a
-    /// word keeps the line it starts on.
-    #[test]
-    fn quotes_and_escapes() {
-        let w = words("x \"a b\" 'c\\'d' \"e\\\"f\" \"g\\nh\" i\\;j \\d;\ny;");
-        let got: Vec<&str> = w.iter().map(|(s, _)| s.as_str()).collect();
-        assert_eq!(
-            got,
-            ["x", "a b", "c'd", "e\"f", "g\nh", "i\\;j", "\\d", "y"]
-        );
-        assert_eq!(w.last().unwrap().1, 2);
-        // A quoted string spanning lines: the next word is on the right line.
-        let w = words("a \"b\nc\" d;");
-        assert_eq!(w[1], ("b\nc".into(), 1));
-        assert_eq!(w[2], ("d".into(), 2));
-    }
-
-    /// `${var}` does not open a block, and `}` does not end a word (both as
-    /// in `ngx_conf_read_token`).
-    #[test]
-    fn braces_inside_words() {
-        let d = parse("proxy_pass http://${backend}/x;\nreturn 200 ok};").unwrap();
-        assert_eq!(d[0].args, ["http://${backend}/x"]);
-        assert_eq!(d[1].args, ["200", "ok}"]);
-    }
-
-    /// Blocks nest, and every directive knows its line.
-    #[test]
-    fn blocks_and_lines() {
-        let d = parse("http {\n  server {\n    listen 80;\n  }\n}\n").unwrap();
-        assert_eq!(d.len(), 1);
-        assert_eq!((d[0].name.as_str(), d[0].line), ("http", 1));
-        let server = &d[0].block()[0];
-        assert_eq!((server.name.as_str(), server.line), ("server", 2));
-        let listen = &server.block()[0];
-        assert_eq!(
-            (listen.args[0].as_str(), listen.line, listen.block.is_none()),
-            ("80", 3, true)
-        );
-    }
-
-    /// Broken syntax is an error at the line that explains it.
-    #[test]
-    fn parse_errors_have_lines() {
-        for (text, line, what) in [
-            ("http {\n  server {\n  }\n", 1, "never closed"),
-            ("a;\n}\n", 2, "no block is open"),
-            ("a;\nb \"x;\n\n", 2, "unterminated string"),
-            ("a\n}", 2, "missing its `;`"),
-            ("a b", 1, "not ended by"),
-            ("a;\n;", 2, "unexpected `;`"),
-            ("{ }", 1, "needs a name"),
-            ("a \"b\"c;", 1, "after a quoted string"),
-        ] {
-            let e = parse(text).unwrap_err();
-            assert_eq!(e.line, line, "{text:?}: {e:?}");
-            assert!(e.message.contains(what), "{text:?}: {e:?}");
-        }
-        let deep = "a {".repeat(MAX_DEPTH + 2);
-        assert!(parse(&deep).unwrap_err().message.contains("nested"));
-    }
-
-    // --- translation rules ---
+    use crate::testing::{lines, server, table, tr, OPERATOR};
 
     /// The operator's file translates completely: one route per prefix
     /// location, the upstream block's server as the upstream, no /health.
@@ -2335,33 +1545,5 @@ http {
             "{:?}",
             t.problems
         );
-    }
-
-    /// Scalars that YAML would read as something else are quoted.
-    #[test]
-    fn yaml_scalars() {
-        assert_eq!(scalar("/app1"), "/app1");
-        assert_eq!(scalar("192.168.2.50:3000"), "192.168.2.50:3000");
-        assert_eq!(scalar("dev.example.com"), "dev.example.com");
-        assert_eq!(scalar("[::1]:80"), "\"[::1]:80\"");
-        assert_eq!(scalar("true"), "\"true\"");
-        assert_eq!(scalar("123"), "\"123\"");
-        assert_eq!(scalar("/a #b"), "\"/a #b\"");
-        assert_eq!(scalar("a\"b\n"), "\"a\\\"b\\u000A\"");
-        assert_eq!(comment("# a\nroutes: []"), "# a?routes: []");
-    }
-
-    /// Everything printed passes the real loader, whatever was refused.
-    #[test]
-    fn output_always_loads() {
-        for conf in [
-            OPERATOR,
-            "",
-            "http { server { location ~ x { } } }",
-            "server { location /a { proxy_pass http://[::1]:8080; proxy_set_header Host $host; } }",
-        ] {
-            let t = tr(conf);
-            table(&t);
-        }
     }
 }
