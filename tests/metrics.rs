@@ -270,6 +270,7 @@ async fn upstream_errors_by_kind() {
 /// `promtool check metrics` accepts the exposition, with traffic and a
 /// failed reload in it.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs promtool; ./scripts/test.sh installs it and runs it"]
 async fn promtool_accepts_the_exposition() {
     let up = Upstream::start("a").await;
     let proxy = Proxy::start(&routes_yaml(&[("/a", &up.host_port())])).await;
@@ -306,6 +307,7 @@ async fn promtool_accepts_the_exposition() {
 /// A real Prometheus server scrapes the admin listener every second; its
 /// HTTP API shows the target up and `switchyard_config_generation`.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Prometheus server; ./scripts/test.sh installs it and runs it"]
 async fn prometheus_scrapes_the_admin_listener() {
     let proxy = Proxy::start("routes: []\n").await;
     let dir = tempfile::tempdir().unwrap();
