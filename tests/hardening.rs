@@ -867,3 +867,27 @@ async fn idle_websockets_are_closed_as_idle_tunnels() {
         Some(1.0)
     );
 }
+
+/// `OPTIONS *` asks about the server (RFC 9110 §9.3.7): the proxy answers
+/// it, 200 with `Allow` and no content, and keeps the connection; `GET *`
+/// is a 400 that says the target is not a path.
+#[tokio::test(flavor = "multi_thread")]
+async fn options_asterisk_is_answered_by_the_proxy() {
+    let up = Upstream::start("a").await;
+    let proxy = Proxy::start(&routes_yaml(&[("/", &up.host_port())])).await;
+    let mut conn = support::RawConn::connect(proxy.addr).await;
+    conn.send(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let resp = conn.read_response().await.expect("answer");
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert!(
+        resp.header("allow").is_some_and(|a| a.contains("GET")),
+        "{resp:?}"
+    );
+    assert_eq!(resp.header("content-length"), Some("0"));
+    let next = conn.get("x", "/after").await;
+    assert_eq!(next.status, 200);
+    assert_eq!(up.hits(), 1, "OPTIONS * reached the upstream");
+    let resp = exchange(&proxy, b"GET * HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(resp.contains("is not a path"), "{resp}");
+}

@@ -13,6 +13,7 @@
 
 pub mod admin;
 mod chunk_guard;
+mod decide;
 mod fdlimit;
 pub mod forwarded;
 pub mod front;

@@ -11,8 +11,9 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::RequestHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
-use switchyard_routes::{normalize_path, PathError, Route};
+use switchyard_routes::{PathError, Route};
 
+use crate::decide::{decide, Decision, RequestTarget};
 use crate::forwarded::forwarded;
 use crate::metrics::{CutReason, Metrics, RouteMetrics, UpstreamErrorKind, HEALTH, UNMATCHED};
 use crate::respond;
@@ -132,65 +133,69 @@ impl ProxyHttp for Router {
         // Per write, like nginx's send_timeout: a slow reader that keeps
         // reading is fine, one that stopped is cut.
         session.set_write_timeout(self.options.send_timeout);
-        let path = session.req_header().uri.path();
-        let normalized = match normalize_path(path) {
-            Ok(p) => p,
-            Err(PathError::EscapesRoot | PathError::NotAbsolute) => {
-                let body = format!("400 bad request: path {path:?} climbs above the root\n");
+        let snapshot = self.snapshot.load_full();
+        let req = session.req_header();
+        let target = RequestTarget {
+            path: req.uri.path(),
+            query: req.uri.query(),
+            authority: absolute_form_authority(req.raw_path()),
+        };
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let forward = match decide(&snapshot.table, &req.method, host, target) {
+            Decision::Forward(f) => f,
+            Decision::Health => {
+                ctx.health = true;
+                let (status, body) = if self.lifecycle.is_draining() {
+                    (503, "draining\n")
+                } else {
+                    (200, "ok\n")
+                };
+                respond::text(session, status, body.to_owned()).await?;
+                return Ok(true);
+            }
+            Decision::ServerOptions => {
+                respond::server_options(session).await?;
+                return Ok(true);
+            }
+            Decision::BadPath(why) => {
+                let body = match why {
+                    PathError::EscapesRoot => {
+                        format!("400 bad request: path {:?} climbs above the root\n", target.path)
+                    }
+                    PathError::NotAbsolute => format!(
+                        "400 bad request: request target {:?} is not a path (it must start with /)\n",
+                        target.path
+                    ),
+                };
                 respond::text(session, 400, body).await?;
                 return Ok(true);
             }
+            Decision::NoRoute(path) => {
+                let body = format!("404 not found: no route for {path}\n");
+                respond::text(session, 404, body).await?;
+                return Ok(true);
+            }
         };
-        if normalized == "/health" {
-            ctx.health = true;
-            let (status, body) = if self.lifecycle.is_draining() {
-                (503, "draining\n")
-            } else {
-                (200, "ok\n")
-            };
-            respond::text(session, status, body.to_owned()).await?;
-            return Ok(true);
-        }
-
-        let snapshot = self.snapshot.load_full();
-        let host = request_host(session.req_header());
-        let Some(route) = snapshot.table.lookup(host, &normalized) else {
-            let body = format!("404 not found: no route for {normalized}\n");
-            respond::text(session, 404, body).await?;
-            return Ok(true);
-        };
-
-        let forward = route.upstream_path(&normalized);
-        // An absolute-form target (`GET http://host/x`) is sent on in origin
-        // form, like every other request.
-        let absolute = absolute_form_authority(session.req_header().raw_path());
-        if forward != path || absolute.is_some() {
-            let new_uri = rewrite_path(session.req_header(), forward)?;
-            // The upstream gets the host the request was routed by; pingora
-            // has already refused an absolute-form target whose authority
-            // differs from a Host header, so only a missing one is filled in.
-            let host = match absolute {
-                Some(a)
-                    if session
-                        .req_header()
-                        .headers
-                        .get(http::header::HOST)
-                        .is_none() =>
-                {
-                    Some(a.to_owned())
-                }
-                _ => None,
-            };
+        if let Some(new_target) = forward.target {
+            let new_uri = http::Uri::builder()
+                .path_and_query(new_target)
+                .build()
+                .map_err(|e| {
+                    Error::because(ErrorType::InternalError, "rewriting the request path", e)
+                })?;
             if self.options.access_log {
                 ctx.client_uri = Some(session.req_header().uri.clone());
             }
             let req = session.req_header_mut();
             req.set_uri(new_uri);
-            if let Some(host) = host {
+            if let Some(host) = forward.host {
                 req.insert_header(http::header::HOST, host)?;
             }
         }
-        ctx.route = Some(route.index);
+        ctx.route = Some(forward.route);
         ctx.snapshot = Some(snapshot);
         Ok(false)
     }
@@ -530,16 +535,6 @@ fn is_connect_error(t: &ErrorType) -> bool {
     )
 }
 
-/// The host a request is for: the `Host` header, or for an absolute-form
-/// target without one, the target's authority. (Pingora refuses a request
-/// whose absolute-form authority and `Host` differ, RFC 9112 §3.2.2.)
-fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| absolute_form_authority(req.raw_path()))
-}
-
 /// `host[:port]` of an absolute-form request target (`http://h:p/x`),
 /// without any `user@`; `None` for an origin-form target (`/x`). Pingora
 /// keeps the target as sent and would forward it unchanged.
@@ -552,18 +547,6 @@ fn absolute_form_authority(raw: &[u8]) -> Option<&str> {
     let rest = &raw[scheme_end + 3..];
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     Some(authority.rsplit('@').next().unwrap_or(authority))
-}
-
-/// The request target with its path replaced and its query kept.
-fn rewrite_path(req: &RequestHeader, path: &str) -> Result<http::Uri> {
-    let pq = match req.uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_owned(),
-    };
-    http::Uri::builder()
-        .path_and_query(pq)
-        .build()
-        .map_err(|e| Error::because(ErrorType::InternalError, "rewriting the request path", e))
 }
 
 /// Resolves a DNS name without blocking the runtime.

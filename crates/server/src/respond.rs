@@ -23,3 +23,12 @@ pub async fn text(session: &mut Session, status: u16, body: String) -> Result<()
     }
     Ok(())
 }
+
+/// The answer to `OPTIONS *` (RFC 9110 §9.3.7): what the proxy serves,
+/// with no content.
+pub async fn server_options(session: &mut Session) -> Result<()> {
+    let mut header = ResponseHeader::build(200, Some(3))?;
+    header.insert_header("allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")?;
+    header.insert_header("content-length", "0")?;
+    session.write_response_header(Box::new(header), true).await
+}

@@ -1,0 +1,224 @@
+//! What the main listener does with a request, decided from the request
+//! head alone: a pure function of the routing table, the method, `Host`
+//! and the request target, with no I/O and no Pingora types, so that every
+//! path serving requests takes the same decision from the same code.
+
+use http::Method;
+use switchyard_routes::{normalize_path, PathError, Table};
+
+/// The parts of the request target the decision looks at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestTarget<'a> {
+    /// The path as parsed from the target (`*` for an asterisk-form one).
+    pub path: &'a str,
+    /// The query, without its `?`.
+    pub query: Option<&'a str>,
+    /// `host[:port]` of an absolute-form target (`http://h/x`).
+    pub authority: Option<&'a str>,
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// The main listener's own `/health`.
+    Health,
+    /// `OPTIONS *` asks about the server, not about a resource: answered by
+    /// the proxy itself (RFC 9110 §9.3.7), never routed.
+    ServerOptions,
+    /// 400: the path cannot be routed.
+    BadPath(PathError),
+    /// 404: no route; the normalized path, for the answer.
+    NoRoute(String),
+    /// Forward to a route.
+    Forward(Forward),
+}
+
+/// A request to forward, and how it goes upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Forward {
+    /// The route's index in the table.
+    pub route: usize,
+    /// The target to send instead of the client's (path and query), when
+    /// it differs: a stripped prefix, a normalized path, an absolute-form
+    /// target sent on in origin form. `None` sends it as it came.
+    pub target: Option<String>,
+    /// A `Host` to add: an absolute-form target's authority when the
+    /// request had no `Host` (HTTP/1.0).
+    pub host: Option<String>,
+}
+
+/// The decision for one request against `table`.
+pub(crate) fn decide(
+    table: &Table,
+    method: &Method,
+    host: Option<&str>,
+    target: RequestTarget<'_>,
+) -> Decision {
+    if *method == Method::OPTIONS && target.path == "*" && target.authority.is_none() {
+        return Decision::ServerOptions;
+    }
+    let normalized = match normalize_path(target.path) {
+        Ok(p) => p,
+        Err(e) => return Decision::BadPath(e),
+    };
+    if normalized == "/health" {
+        return Decision::Health;
+    }
+    let Some(route) = table.lookup(host.or(target.authority), &normalized) else {
+        return Decision::NoRoute(normalized.into_owned());
+    };
+    let upstream_path = route.upstream_path(&normalized);
+    let rewritten = upstream_path != target.path || target.authority.is_some();
+    Decision::Forward(Forward {
+        route: route.index,
+        target: rewritten.then(|| match target.query {
+            Some(q) => format!("{upstream_path}?{q}"),
+            None => upstream_path.to_owned(),
+        }),
+        // Pingora has already refused an absolute-form target whose
+        // authority differs from a Host header, so only a missing one is
+        // filled in.
+        host: match (host, target.authority) {
+            (None, Some(a)) => Some(a.to_owned()),
+            _ => None,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        let yaml = "routes:\n  - {path: /app1, upstream: '127.0.0.1:1'}\n  - {path: /app2, upstream: '127.0.0.1:2', strip_prefix: true}\n  - {path: /app1, host: dev.example.com, upstream: '127.0.0.1:3'}\n";
+        switchyard_routes::load("routes.yaml", yaml).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn origin(path: &str) -> RequestTarget<'_> {
+        RequestTarget {
+            path,
+            query: None,
+            authority: None,
+        }
+    }
+
+    fn forward(d: Decision) -> Forward {
+        match d {
+            Decision::Forward(f) => f,
+            other => panic!("expected a forward, got {other:?}"),
+        }
+    }
+
+    /// `OPTIONS *` is about the server: answered, not refused as a path.
+    #[test]
+    fn options_asterisk_is_answered_by_the_proxy() {
+        let t = table();
+        assert_eq!(
+            decide(&t, &Method::OPTIONS, Some("a"), origin("*")),
+            Decision::ServerOptions
+        );
+        // Any other method with `*` has no path to route.
+        assert_eq!(
+            decide(&t, &Method::GET, Some("a"), origin("*")),
+            Decision::BadPath(PathError::NotAbsolute)
+        );
+        // OPTIONS on a path is routed like any request.
+        assert_eq!(
+            forward(decide(&t, &Method::OPTIONS, Some("a"), origin("/app1/x"))).route,
+            0
+        );
+    }
+
+    /// A path that climbs above `/` is a 400, however it is spelled.
+    #[test]
+    fn paths_above_the_root_are_refused() {
+        for path in ["/a/../../x", "/app1/%2e%2e/%2e%2e/etc"] {
+            assert_eq!(
+                decide(&table(), &Method::GET, Some("a"), origin(path)),
+                Decision::BadPath(PathError::EscapesRoot),
+                "{path}"
+            );
+        }
+    }
+
+    /// `/health` is the proxy's own, after normalization.
+    #[test]
+    fn health_is_the_proxys_own() {
+        for path in ["/health", "/x/../health"] {
+            assert_eq!(
+                decide(&table(), &Method::GET, None, origin(path)),
+                Decision::Health
+            );
+        }
+    }
+
+    /// No route: 404 with the normalized path.
+    #[test]
+    fn no_route_names_the_normalized_path() {
+        assert_eq!(
+            decide(&table(), &Method::GET, Some("a"), origin("/app3/./x")),
+            Decision::NoRoute("/app3/x".into())
+        );
+    }
+
+    /// A target that reaches the upstream as sent is not rewritten; a
+    /// stripped prefix or a normalized path is, with the query kept.
+    #[test]
+    fn the_upstream_target_is_rewritten_only_when_it_differs() {
+        let t = table();
+        assert_eq!(
+            forward(decide(&t, &Method::GET, Some("a"), origin("/app1/x"))),
+            Forward {
+                route: 0,
+                target: None,
+                host: None
+            }
+        );
+        let stripped = RequestTarget {
+            path: "/app2/x",
+            query: Some("q=1"),
+            authority: None,
+        };
+        assert_eq!(
+            forward(decide(&t, &Method::GET, Some("a"), stripped)).target,
+            Some("/x?q=1".into())
+        );
+        assert_eq!(
+            forward(decide(&t, &Method::GET, Some("a"), origin("/app1/./y"))).target,
+            Some("/app1/y".into())
+        );
+    }
+
+    /// The host decides between routes of the same path; an absolute-form
+    /// target's authority stands in for a missing `Host` and is sent on as
+    /// one, the target in origin form.
+    #[test]
+    fn hosts_and_absolute_form() {
+        let t = table();
+        assert_eq!(
+            forward(decide(
+                &t,
+                &Method::GET,
+                Some("DEV.example.com:8080"),
+                origin("/app1")
+            ))
+            .route,
+            2
+        );
+        let absolute = RequestTarget {
+            path: "/app1/x",
+            query: None,
+            authority: Some("dev.example.com"),
+        };
+        assert_eq!(
+            forward(decide(&t, &Method::GET, None, absolute)),
+            Forward {
+                route: 2,
+                target: Some("/app1/x".into()),
+                host: Some("dev.example.com".into())
+            }
+        );
+        let with_host = forward(decide(&t, &Method::GET, Some("dev.example.com"), absolute));
+        assert_eq!((with_host.route, with_host.host), (2, None));
+    }
+}
