@@ -10,7 +10,7 @@ use std::time::Duration;
 mod reload_client;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use switchyard_server::{ServeConfig, ServeError};
+use switchyard_server::{ServeConfig, ServeError, Stopped};
 
 /// A hot-reloading path-prefix reverse proxy, built on Pingora.
 #[derive(Debug, Parser)]
@@ -278,7 +278,16 @@ fn serve(args: ServeArgs) -> u8 {
         max_config_bytes: args.max_config_bytes,
     };
     match switchyard_server::serve(cfg) {
-        Ok(()) => 0,
+        Ok(Stopped::Drained | Stopped::Stopped) => 0,
+        // The drain timed out with requests still in flight: they were cut,
+        // which a rollout should be able to see.
+        Ok(Stopped::DrainTimedOut { cut }) => {
+            tracing::warn!(
+                cut,
+                "stopped with requests cut at the drain timeout; exit status 4"
+            );
+            4
+        }
         Err(ServeError::Invalid(errors)) => {
             for line in errors.to_string().lines() {
                 tracing::error!("{line}");

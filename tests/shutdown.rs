@@ -91,7 +91,8 @@ async fn sigterm_drains_then_exits_zero() {
 }
 
 /// A request still running at the drain timeout is cut and the process
-/// exits 0 anyway: never Pingora's stock 300 s grace period.
+/// exits at once with status 4, saying so: never Pingora's stock 300 s
+/// grace period, and never a clean-looking 0.
 #[tokio::test(flavor = "multi_thread")]
 async fn drain_timeout_bounds_the_wait() {
     let up = Upstream::start("s").await;
@@ -109,7 +110,8 @@ async fn drain_timeout_bounds_the_wait() {
     let term = Instant::now();
     proxy.signal(Signal::SIGTERM);
     let exit = proxy.wait_exit().await;
-    assert_eq!(exit.code(), Some(0));
+    assert_eq!(exit.code(), Some(4), "{}", proxy.logs());
+    assert!(proxy.logs().contains("requests cut"), "{}", proxy.logs());
     let took = term.elapsed();
     assert!(
         took >= Duration::from_secs(1),

@@ -43,6 +43,7 @@ use pingora_core::services::background::{background_service, BackgroundService};
 use pingora_core::services::listening::Service;
 use switchyard_routes::ConfigErrors;
 
+pub use crate::shutdown::Stopped;
 use crate::state::{Lifecycle, Snapshot};
 
 /// Everything `switchyard serve` needs, already parsed by the CLI.
@@ -109,6 +110,9 @@ pub enum ServeError {
     /// The metrics registry could not be built.
     #[error("cannot set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The server's thread could not be started.
+    #[error("cannot start the server thread: {0}")]
+    Thread(std::io::Error),
     /// Both listeners on one address.
     #[error("--listen and --admin-listen are both {0}; they must differ")]
     SameAddress(SocketAddr),
@@ -155,9 +159,10 @@ fn check_bind(addr: SocketAddr, which: &'static str) -> Result<(), ServeError> {
 /// (4 KiB: 16, 58 and 47 KiB). The write buffer stays at Pingora's 1460.
 const CLIENT_READ_BUFFER: usize = 0;
 
-/// Runs the proxy until shutdown. Returns once the process has drained.
-/// Must not be called inside a tokio runtime: Pingora builds its own.
-pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
+/// Runs the proxy until shutdown, and says how it stopped; returning ends
+/// serving (the caller's process should then exit). Must not be called
+/// inside a tokio runtime: Pingora builds its own.
+pub fn serve(cfg: ServeConfig) -> Result<Stopped, ServeError> {
     let (table, bytes) = load_file(&cfg.config_path, cfg.max_config_bytes)?;
     // Parsing left the file's freed YAML tree in the allocator's arenas.
     switchyard_sys::release_free_memory();
@@ -301,11 +306,28 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     );
 
     let phases = server.watch_execution_phase();
-    shutdown::exit_when_drained(phases, Arc::clone(&lifecycle), cfg.drain_timeout);
-    server.run(RunArgs {
-        shutdown_signal: Box::new(shutdown::Signals::new(lifecycle, cfg.drain_delay)),
-    });
-    Ok(())
+    let (done, stopped) = std::sync::mpsc::channel();
+    shutdown::watch_drain(
+        phases,
+        Arc::clone(&lifecycle),
+        cfg.drain_timeout,
+        done.clone(),
+    );
+    // Pingora's run loop goes on its own thread so that this one can return
+    // as soon as the drain is over: Pingora would still wait out its grace
+    // period, and returning (then leaving `main`) ends the process.
+    let signals = shutdown::Signals::new(lifecycle, cfg.drain_delay);
+    std::thread::Builder::new()
+        .name("pingora".into())
+        .spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(signals),
+            });
+            let _ = done.send(Stopped::Stopped);
+        })
+        .map_err(ServeError::Thread)?;
+    // Both senders gone without a word cannot happen; count it as stopped.
+    Ok(stopped.recv().unwrap_or(Stopped::Stopped))
 }
 
 /// `addr` with the port written with `shard` leading zeros, so that each

@@ -1,12 +1,13 @@
 //! Shutdown that fits Kubernetes: on SIGTERM, readiness turns 503 while
 //! traffic is still served for the drain delay; then the listeners close
-//! and in-flight requests get up to the drain timeout; then exit 0.
+//! and in-flight requests get up to the drain timeout; then the process
+//! stops, saying whether requests were cut ([`Stopped`]).
 //!
 //! Pingora's stock handling closes listeners at once and then sleeps a
 //! fixed grace period (300 s by default) whatever is in flight, and cannot
 //! flip readiness first (cloudflare/pingora#505). So the signal watch here
-//! delays Pingora's shutdown, and a watcher thread ends the process as soon
-//! as nothing is in flight.
+//! delays Pingora's shutdown, and a watcher thread reports as soon as
+//! nothing is in flight, so the process can end without Pingora's wait.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,12 +70,30 @@ impl ShutdownSignalWatch for Signals {
     }
 }
 
+/// How the server stopped, for `main` to turn into an exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGTERM: every in-flight request finished within the drain timeout.
+    Drained,
+    /// SIGTERM: the drain timeout ran out with requests still in flight,
+    /// which were cut.
+    DrainTimedOut {
+        /// Requests in flight when the process stopped.
+        cut: usize,
+    },
+    /// SIGINT (stop at once), or Pingora's own loop ended.
+    Stopped,
+}
+
 /// Watches Pingora's phases from a thread of its own: once the listeners
-/// are closed, waits for in-flight requests (at most `timeout`) and exits 0.
-pub fn exit_when_drained(
+/// are closed, waits for in-flight requests (at most `timeout`) and says
+/// how that went on `done`. Pingora itself would wait its whole grace
+/// period whatever is in flight; the caller stops as soon as this reports.
+pub fn watch_drain(
     mut phases: broadcast::Receiver<ExecutionPhase>,
     lifecycle: Arc<Lifecycle>,
     timeout: Duration,
+    done: std::sync::mpsc::Sender<Stopped>,
 ) {
     let spawned = std::thread::Builder::new()
         .name("drain-watch".into())
@@ -86,15 +105,18 @@ pub fn exit_when_drained(
                         std::thread::sleep(Duration::from_millis(20));
                     }
                     let left = lifecycle.in_flight();
-                    if left > 0 {
+                    let stopped = if left > 0 {
                         tracing::warn!(
                             in_flight = left,
                             "drain timeout reached; exiting with requests still open"
                         );
+                        Stopped::DrainTimedOut { cut: left }
                     } else {
                         tracing::info!("drained; exiting");
-                    }
-                    std::process::exit(0);
+                        Stopped::Drained
+                    };
+                    let _ = done.send(stopped);
+                    return;
                 }
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return,
