@@ -17,6 +17,12 @@
 //! - `--keepalive-timeout`: how long an idle connection waits for its next
 //!   request.
 //!
+//! The loop over a connection's requests is a copy of Pingora's own
+//! (`impl<T: HttpServerApp> ServerApp for T`, `pingora-core-0.9.1/src/apps/mod.rs`):
+//! the first request's keep-alive setting, the persistent settings carried
+//! from one request to the next, the stop at shutdown. Pingora is pinned to
+//! that version; re-read that impl when upgrading.
+//!
 //! An accepted head is put back in front of the stream's unread bytes
 //! (`Stream::rewind`) and the connection goes on to Pingora exactly as it
 //! came in — except that a request with a chunked body goes on wrapped in a

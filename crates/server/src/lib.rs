@@ -10,6 +10,22 @@
 //!
 //! [`serve`] is the whole life of a `switchyard serve` process: load the
 //! file, bind, run until a signal, drain, return.
+//!
+//! # Pingora 0.9.1 workarounds
+//!
+//! Pingora is pinned exactly (`=0.9.1`). Where its behaviour does not fit,
+//! the workaround is here, with when it can go:
+//!
+//! | behaviour | workaround | can go when |
+//! |---|---|---|
+//! | the request head is read with a 60 s timeout *per read*, up to 1 MB, with no hook before it is complete (cloudflare/pingora#447, #539) | `front.rs` reads each head itself (total `--header-timeout`, `--max-header-bytes`), then rewinds it for Pingora; the keep-alive loop it copies is `impl<T: HttpServerApp> ServerApp for T` in `pingora-core/src/apps/mod.rs` | Pingora offers a total head timeout and size limit |
+//! | a malformed head is answered without calling any hook | `head.rs` applies Pingora's own rules first, so refusals are counted and logged; `tests/head_vs_pingora.rs` and the `request_head` fuzz target compare the two | a hook sees parse errors |
+//! | a chunked body's empty size line is taken for the last chunk (`httparse::parse_chunk_size`) | `chunk_guard.rs` checks every chunked body strictly under Pingora | Pingora's decoder is strict |
+//! | one socket per address *string*: shards on one port need different spellings (cloudflare/pingora#618) | `shard_address` spells the port with leading zeros | listeners can be keyed by shard |
+//! | a port in use is retried ~30 s, then a panic in a service thread while the process lives on (cloudflare/pingora#667) | `check_bind` probes both listeners first | bind failure reaches the caller |
+//! | SIGTERM closes listeners at once, then waits a fixed grace period; readiness cannot turn first (cloudflare/pingora#505) | `shutdown.rs`: own signal watch, drain delay, a drain watcher that ends the run early | Pingora drains on its own terms |
+//! | every client connection gets a 64 KiB L4 read buffer | `CLIENT_READ_BUFFER` = 0 on the listener | — (a setting, not a bug) |
+//! | upstream errors are all 502, timeouts included | `Router::fail_to_proxy` maps them (504, 400, idle tunnels, send timeouts) | — (by design) |
 
 pub mod admin;
 mod chunk_guard;
