@@ -88,7 +88,8 @@ struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_ACCESS_LOG", value_enum, default_value = "on")]
     access_log: OnOff,
     /// Seconds between checks of the file's hash, backing up the watcher.
-    #[arg(long, env = "SWITCHYARD_POLL_INTERVAL", default_value_t = 10)]
+    #[arg(long, env = "SWITCHYARD_POLL_INTERVAL", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
     poll_interval: u64,
     /// Proxies whose X-Forwarded-For/-Proto are believed (CIDR or address, comma-separated).
     #[arg(long, env = "SWITCHYARD_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
@@ -114,10 +115,10 @@ struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     max_config_bytes: u64,
     /// Seconds to keep serving after SIGTERM while readiness reports 503.
-    #[arg(long, env = "SWITCHYARD_DRAIN_DELAY", default_value_t = 5.0)]
+    #[arg(long, env = "SWITCHYARD_DRAIN_DELAY", default_value_t = 5.0, value_parser = non_negative_secs)]
     drain_delay: f64,
     /// Seconds in-flight requests get to finish once the listeners close.
-    #[arg(long, env = "SWITCHYARD_DRAIN_TIMEOUT", default_value_t = 20.0)]
+    #[arg(long, env = "SWITCHYARD_DRAIN_TIMEOUT", default_value_t = 20.0, value_parser = non_negative_secs)]
     drain_timeout: f64,
 }
 
@@ -126,6 +127,14 @@ fn positive_secs(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
         _ => Err(format!("{s:?} is not a number of seconds above 0")),
+    }
+}
+
+/// A number of seconds, 0 or more (a negative one is an error, not 0).
+fn non_negative_secs(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds, 0 or more")),
     }
 }
 
@@ -265,7 +274,7 @@ fn serve(args: ServeArgs) -> u8 {
         threads,
         drain_delay: seconds(args.drain_delay),
         drain_timeout: seconds(args.drain_timeout),
-        poll_interval: Duration::from_secs(args.poll_interval.max(1)),
+        poll_interval: Duration::from_secs(args.poll_interval),
         access_log: args.access_log == OnOff::On,
         trusted_proxies: args.trusted_proxies,
         keepalive_timeout: (args.keepalive_timeout > 0)
