@@ -206,7 +206,7 @@ pub fn serve(cfg: ServeConfig) -> Result<Stopped, ServeError> {
     let route_count = table.len();
     let metrics = Arc::new(metrics::Metrics::new()?);
     let first = Snapshot::new(table, &bytes, 1, &metrics);
-    metrics.applied_at_startup(&first);
+    metrics.applied_at_startup(&first.applied());
     let snapshot = Arc::new(ArcSwap::from_pointee(first));
     let lifecycle = Arc::new(Lifecycle::default());
 

@@ -2,6 +2,9 @@
 //! passed down (never the global default registry), so one process could
 //! run two proxies and a test can read exactly what one exposes.
 //!
+//! A leaf: it knows nothing of reloads, snapshots or connections, only the
+//! values each of them reports.
+//!
 //! Names, types and labels are part of the interface (the contract's
 //! *Metrics* table). Request metrics are labelled by the *configured*
 //! route path, never the raw request path, so cardinality is bounded by
@@ -14,9 +17,6 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
-
-use crate::reload::{ReloadReport, ReloadResult};
-use crate::state::Snapshot;
 
 /// Label value for requests that matched no route.
 pub const UNMATCHED: &str = "unmatched";
@@ -196,15 +196,6 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
 
-        // Every result shows from the start, at 0, so `increase()` and
-        // alerts work before the first failure ever happens.
-        for r in [
-            ReloadResult::Success,
-            ReloadResult::Failure,
-            ReloadResult::Unchanged,
-        ] {
-            reloads.with_label_values(&[r.as_str()]);
-        }
         Ok(Metrics {
             registry,
             reloads,
@@ -238,24 +229,30 @@ impl Metrics {
         )
     }
 
-    /// Records the table loaded at startup (not a reload attempt).
-    pub fn applied_at_startup(&self, snapshot: &Snapshot) {
-        self.last_reload_successful.set(1);
-        self.record_applied(snapshot);
+    /// Makes each reload result's series exist from the start, at 0, so
+    /// `increase()` and alerts work before the first failure ever happens.
+    pub fn declare_reload_results(&self, results: &[&str]) {
+        for r in results {
+            self.reloads.with_label_values(&[r]);
+        }
     }
 
-    fn record_applied(&self, snapshot: &Snapshot) {
+    /// Records the table loaded at startup (not a reload attempt).
+    pub fn applied_at_startup(&self, table: &AppliedTable<'_>) {
+        self.last_reload_successful.set(1);
+        self.record_applied(table);
+    }
+
+    fn record_applied(&self, table: &AppliedTable<'_>) {
         self.generation
-            .set(i64::try_from(snapshot.generation).unwrap_or(i64::MAX));
+            .set(i64::try_from(table.generation).unwrap_or(i64::MAX));
         self.routes
-            .set(i64::try_from(snapshot.table.len()).unwrap_or(i64::MAX));
+            .set(i64::try_from(table.routes).unwrap_or(i64::MAX));
         // One series only: the hash of the file serving now.
         self.info.reset();
-        self.info
-            .with_label_values(&[snapshot.sha256.as_str()])
-            .set(1);
+        self.info.with_label_values(&[table.sha256]).set(1);
         self.last_success_timestamp
-            .set(unix_seconds(snapshot.loaded_at));
+            .set(unix_seconds(table.loaded_at));
     }
 
     /// The text exposition of everything registered.
@@ -288,21 +285,36 @@ fn unix_seconds(t: SystemTime) -> f64 {
 }
 
 impl Metrics {
-    /// Records one reload attempt; `snapshot` is the table serving after it.
-    pub fn reload_attempt(&self, report: &ReloadReport, snapshot: &Snapshot) {
-        self.reloads
-            .with_label_values(&[report.result.as_str()])
-            .inc();
-        self.reload_duration.observe(report.duration.as_secs_f64());
-        match report.result {
-            ReloadResult::Failure => self.last_reload_successful.set(0),
-            ReloadResult::Unchanged => self.last_reload_successful.set(1),
-            ReloadResult::Success => {
-                self.last_reload_successful.set(1);
-                self.record_applied(snapshot);
-            }
+    /// Records one reload attempt: its `result` label, whether it counts as
+    /// successful (applied or unchanged), its duration, and the table it
+    /// applied, if it applied one.
+    pub fn reload_attempt(
+        &self,
+        result: &str,
+        successful: bool,
+        duration: Duration,
+        applied: Option<&AppliedTable<'_>>,
+    ) {
+        self.reloads.with_label_values(&[result]).inc();
+        self.reload_duration.observe(duration.as_secs_f64());
+        self.last_reload_successful.set(i64::from(successful));
+        if let Some(table) = applied {
+            self.record_applied(table);
         }
     }
+}
+
+/// What the metrics say of an applied routing table.
+#[derive(Debug, Clone, Copy)]
+pub struct AppliedTable<'a> {
+    /// Its generation.
+    pub generation: u64,
+    /// How many routes it has.
+    pub routes: usize,
+    /// SHA-256 of the file it came from, lowercase hex.
+    pub sha256: &'a str,
+    /// When it was applied.
+    pub loaded_at: SystemTime,
 }
 
 /// Status codes whose counters are cached per route; others are looked up.

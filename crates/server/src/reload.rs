@@ -114,6 +114,11 @@ impl Reloader {
         snapshot: SharedSnapshot,
         metrics: Arc<Metrics>,
     ) -> Self {
+        metrics.declare_reload_results(&[
+            ReloadResult::Success.as_str(),
+            ReloadResult::Failure.as_str(),
+            ReloadResult::Unchanged.as_str(),
+        ]);
         Reloader {
             path,
             max_bytes,
@@ -215,7 +220,15 @@ impl Reloader {
             switchyard_sys::release_free_memory();
         }
         log_report(&report, trigger);
-        self.metrics.reload_attempt(&report, &self.snapshot.load());
+        let serving = self.snapshot.load();
+        self.metrics.reload_attempt(
+            report.result.as_str(),
+            report.result != ReloadResult::Failure,
+            report.duration,
+            (report.result == ReloadResult::Success)
+                .then(|| serving.applied())
+                .as_ref(),
+        );
         report
     }
 

@@ -84,6 +84,18 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// What the metrics say of this table.
+    pub fn applied(&self) -> crate::metrics::AppliedTable<'_> {
+        crate::metrics::AppliedTable {
+            generation: self.generation,
+            routes: self.table.len(),
+            sha256: &self.sha256,
+            loaded_at: self.loaded_at,
+        }
+    }
+}
+
 /// Lowercase hex SHA-256, the form `/routes` and the metrics label use.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
