@@ -11,10 +11,10 @@
 # (mount the directory, not the file: a bind-mounted file is pinned to one
 # inode and an editor's save-by-rename never reaches the container).
 
-# Build stage. Rust 1.95, not the crate's declared MSRV 1.85: the locked
-# dependency graph (parking_lot 0.13 via pingora-lru) needs 1.95 with
-# --locked. bookworm to match the runtime's glibc (distroless debian12):
-# a binary built against a newer glibc may not start on an older one.
+# Build stage. Rust 1.95, the workspace's declared MSRV (rust-version in
+# Cargo.toml): the locked dependency graph (parking_lot 0.13 via pingora-lru)
+# needs 1.95 with --locked. bookworm to match the runtime's glibc (distroless
+# debian12): a binary built against a newer glibc may not start on an older one.
 FROM rust:1.95-bookworm AS build
 # pingora-core builds zlib-ng with cmake.
 RUN apt-get update \
