@@ -1,6 +1,6 @@
 //! Arbitrary bytes as a routes file: `load` must never panic, must agree
 //! with `parse` + `compile`, and every table it accepts must route the way
-//! the README's "Matching" section says, checked against a brute-force
+//! the "Matching" section of docs/configuration.md says, checked against a brute-force
 //! reference matcher on paths and hosts taken from the input itself.
 
 #![no_main]
@@ -19,7 +19,7 @@ fn segment_prefix(prefix: &str, path: &str) -> bool {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// The README's rules by brute force: the longest matching prefix whose
+/// The rules of docs/configuration.md by brute force: the longest matching prefix whose
 /// host is absent or equal; at equal length a host route wins.
 fn reference<'t>(table: &'t Table, host: Option<&str>, path: &str) -> Option<&'t Route> {
     let host = host.map(host_key);

@@ -38,7 +38,8 @@ impl Ignored {
 }
 
 /// Whether `proxy_set_header NAME VALUE` (`name` lowercased) sends what
-/// Switchyard sends anyway (README, "What the upstream receives"). `$host`
+/// Switchyard sends anyway (docs/configuration.md, "What the upstream
+/// receives"). `$host`
 /// drops a port that Switchyard keeps; an upstream that sees the client's
 /// Host as sent is the more faithful side of that difference.
 pub(crate) fn header_is_covered(name: &str, value: &str) -> bool {

@@ -1,5 +1,5 @@
 //! Property tests for `switchyard-routes`, checked against small reference
-//! implementations written here from the README ("routes.yaml", "Matching"):
+//! implementations written here from docs/configuration.md ("routes.yaml", "Matching"):
 //!
 //! - `trie_lookup_agrees_with_reference`: on random tables (paths of 0–4
 //!   segments from `{a, b, ab, c}` so prefixes collide, optional hosts from
@@ -115,7 +115,7 @@ fn yaml_for(routes: &[ModelRoute]) -> String {
     y
 }
 
-/// Brute-force matching by the README's rules. `host` is the canonical
+/// Brute-force matching by the rules in docs/configuration.md. `host` is the canonical
 /// request host (lowercased, port dropped). Returns (path, host) of the
 /// winner.
 fn reference(
@@ -155,7 +155,7 @@ fn dots(seg: &str) -> usize {
     }
 }
 
-/// RFC 3986 §5.2.4 on whole segments, as the README describes it.
+/// RFC 3986 §5.2.4 on whole segments, as docs/configuration.md describes it.
 fn resolve(path: &str) -> Result<String, PathError> {
     let rest = path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
     let mut out: Vec<&str> = Vec::new();
