@@ -11,9 +11,10 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use serde_json::json;
 
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::reload::{ReloadHandle, ReloadResult, Trigger};
-use crate::state::{Lifecycle, SharedSnapshot, Snapshot};
+use crate::state::{SharedSnapshot, Snapshot};
 
 /// The admin HTTP application.
 pub struct Admin {

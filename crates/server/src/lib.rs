@@ -1,6 +1,6 @@
 //! The Switchyard server: the proxy on `--listen` and the admin endpoints
 //! on `--admin-listen`, both on Pingora, sharing one swappable routing
-//! snapshot ([`state::SharedSnapshot`]) and one [`state::Lifecycle`].
+//! snapshot ([`state::SharedSnapshot`]) and one [`lifecycle::Lifecycle`].
 //!
 //! A connection on `--listen` goes through [`front::Front`] (limits, and
 //! the request-head check of [`head`]; a chunked body is checked as it is
@@ -34,6 +34,7 @@ mod fdlimit;
 pub mod forwarded;
 pub mod front;
 pub mod head;
+pub mod lifecycle;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
@@ -59,8 +60,9 @@ use pingora_core::services::background::{background_service, BackgroundService};
 use pingora_core::services::listening::Service;
 use switchyard_routes::ConfigErrors;
 
+use crate::lifecycle::Lifecycle;
 pub use crate::shutdown::Stopped;
-use crate::state::{Lifecycle, Snapshot};
+use crate::state::Snapshot;
 
 /// Everything `switchyard serve` needs, already parsed by the CLI.
 #[derive(Debug, Clone)]

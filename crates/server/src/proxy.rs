@@ -15,9 +15,10 @@ use switchyard_routes::{PathError, Route};
 
 use crate::decide::{decide, Decision, RequestTarget};
 use crate::forwarded::forwarded;
+use crate::lifecycle::{InFlight, Lifecycle};
 use crate::metrics::{CutReason, Metrics, RouteMetrics, UpstreamErrorKind, HEALTH, UNMATCHED};
 use crate::respond;
-use crate::state::{peer_for, InFlight, Lifecycle, RouteRuntime, SharedSnapshot, Snapshot, Target};
+use crate::state::{peer_for, RouteRuntime, SharedSnapshot, Snapshot, Target};
 
 /// The `ProxyHttp` implementation behind `--listen`.
 pub struct Router {

@@ -17,7 +17,7 @@ use pingora_core::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::broadcast;
 
-use crate::state::Lifecycle;
+use crate::lifecycle::Lifecycle;
 
 /// The signal handling handed to Pingora's `run`.
 pub struct Signals {

@@ -1,8 +1,8 @@
-//! The state every request and the admin listener share: one swappable
-//! snapshot of the routing table, and the process's lifecycle.
+//! The snapshot every request and the admin listener share: the routing
+//! table with the runtime data each route needs, swapped whole on reload.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -126,43 +126,3 @@ fn target(route: &Route, upstream: &Upstream) -> Target {
 /// The one handle to the applied table. Readers `load` it; only the reload
 /// path stores into it.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
-
-/// Whether the process is draining, and how many requests are in flight.
-#[derive(Debug, Default)]
-pub struct Lifecycle {
-    draining: AtomicBool,
-    in_flight: AtomicUsize,
-}
-
-impl Lifecycle {
-    /// Marks the process as draining: readiness and `/health` turn 503.
-    pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether draining has started.
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-
-    /// Requests currently being handled.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::SeqCst)
-    }
-
-    /// Counts a request until the returned guard drops.
-    pub fn track(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        InFlight(Arc::clone(self))
-    }
-}
-
-/// Held for the life of one request; see [`Lifecycle::track`].
-#[derive(Debug)]
-pub struct InFlight(Arc<Lifecycle>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
-}
