@@ -115,10 +115,10 @@ struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     max_config_bytes: u64,
     /// Seconds to keep serving after SIGTERM while readiness reports 503.
-    #[arg(long, env = "SWITCHYARD_DRAIN_DELAY", default_value_t = 5.0, value_parser = non_negative_secs)]
+    #[arg(long, env = "SWITCHYARD_DRAIN_DELAY", default_value_t = 5.0, value_parser = non_negative_secs, allow_negative_numbers = true)]
     drain_delay: f64,
     /// Seconds in-flight requests get to finish once the listeners close.
-    #[arg(long, env = "SWITCHYARD_DRAIN_TIMEOUT", default_value_t = 20.0, value_parser = non_negative_secs)]
+    #[arg(long, env = "SWITCHYARD_DRAIN_TIMEOUT", default_value_t = 20.0, value_parser = non_negative_secs, allow_negative_numbers = true)]
     drain_timeout: f64,
 }
 

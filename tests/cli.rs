@@ -1,13 +1,11 @@
 //! The command line: `check` on good and broken files, and `serve`
 //! failing fast when it cannot serve.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
-use support::{run_cli, BIN};
+use crate::support::{run_cli, BIN};
 
 fn check_file(yaml: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().expect("tempdir");

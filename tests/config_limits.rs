@@ -9,9 +9,7 @@
 //! the file briefly gone and back, and what a hostile reload costs in
 //! memory against the Deployment's 128 MiB limit.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
+use crate::support;
 
 use std::ffi::OsStr;
 use std::os::unix::fs::FileTypeExt;
@@ -19,9 +17,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::kubelet::write_via_rename;
-use support::upstream::Echo;
-use support::{client, patience, routes_yaml, Proxy, Upstream};
+use crate::support::kubelet::write_via_rename;
+use crate::support::upstream::Echo;
+use crate::support::{client, patience, routes_yaml, Proxy, Upstream};
 use switchyard_routes::{MAX_DEPTH, MAX_NODES};
 use switchyard_server::source::{DEFAULT_MAX_CONFIG_BYTES, READ_TIMEOUT};
 

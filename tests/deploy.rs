@@ -14,9 +14,7 @@
 //! shellcheck are `#[ignore]`d, so plain `cargo test` passes without them;
 //! `./scripts/test.sh` installs both and runs them (`-- --include-ignored`),
 //! and run without the tools they fail, never skip.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -219,7 +217,7 @@ fn assert_deployment_shape(docs: &[Value], which: &str) {
         assert!(!res["requests"][key].is_null(), "{which}: requests.{key}");
     }
     assert!(!res["limits"]["memory"].is_null(), "{which}: limits.memory");
-    // The memory limit holds the connection cap at its worst (README,
+    // The memory limit holds the connection cap at its worst (docs/failure-modes.md,
     // "Memory"): base and a routes file being parsed, plus every connection
     // at what benches/conn_memory.py measured for a busy WebSocket.
     let limit_mib: u64 = str_of(&res["limits"]["memory"])

@@ -1,16 +1,15 @@
 //! Hostile and malformed input, end to end with raw bytes on a socket:
 //! path tricks, forwarding headers, request smuggling, oversized and
 //! invalid requests. Each case states the exact bytes and what must come
-//! back; README "Failure modes and limits" records the answers.
+//! back; docs/failure-modes.md "Failure modes and limits" records the
+//! answers.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
-use support::upstream::Echo;
-use support::{routes_yaml, Proxy, Upstream};
+use crate::support::upstream::Echo;
+use crate::support::{routes_yaml, Proxy, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sends `bytes` on a fresh connection and reads until the proxy closes it
@@ -400,7 +399,7 @@ async fn thousands_of_idle_connections_do_not_block_new_requests() {
 /// table, and a second storm does not grow its memory.
 #[tokio::test(flavor = "multi_thread")]
 async fn reload_storm_ends_on_the_last_table_with_flat_memory() {
-    use support::kubelet::{ConfigMapDir, KubeletOrder};
+    use crate::support::kubelet::{ConfigMapDir, KubeletOrder};
     let up = Upstream::start("a").await;
     let hp = up.host_port();
     let small = routes_yaml(&[("/app1", &hp), ("/small", &hp)]);
@@ -890,4 +889,26 @@ async fn options_asterisk_is_answered_by_the_proxy() {
     let resp = exchange(&proxy, b"GET * HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
     assert!(resp.contains("is not a path"), "{resp}");
+}
+
+/// Durations and intervals that make no sense are usage errors (exit 2),
+/// never silently turned into something else.
+#[test]
+fn nonsense_durations_are_refused() {
+    assert_flag_refused("--drain-delay", "-1", "0 or more");
+    assert_flag_refused("--drain-timeout", "-0.5", "0 or more");
+    assert_flag_refused("--poll-interval", "0", "poll-interval");
+}
+
+/// `/ready` turns 200 only once the main listener accepts connections
+/// (Pingora binds it in a thread of its own, later than the admin
+/// listener): the first connection after it never finds the port closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn ready_means_the_main_listener_accepts() {
+    let up = Upstream::start("a").await;
+    for _ in 0..3 {
+        let proxy = Proxy::start(&routes_yaml(&[("/app1", &up.host_port())])).await;
+        let mut conn = support::RawConn::connect(proxy.addr).await;
+        assert_eq!(conn.get("x", "/app1").await.status, 200);
+    }
 }

@@ -3,11 +3,7 @@
 //! routes.yaml that passes `switchyard check`; what cannot is refused with
 //! its line number and exit status 1; an unreadable file is exit 2.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
-use support::run_cli;
+use crate::support::run_cli;
 use switchyard_routes::Table;
 
 fn fixture(name: &str) -> String {

@@ -4,10 +4,6 @@
 //! no-op resync, and the final state each editor-style writer leaves.
 //! Only filesystem facts; no watcher and no proxy are involved.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::ErrorKind;
@@ -15,7 +11,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::kubelet::{
+use crate::support::kubelet::{
     delete_and_recreate, write_in_place, write_in_place_chunked, write_like_vim, write_via_rename,
     ConfigMapDir, KubeletOrder, Step, DATA_DIR, DATA_DIR_TMP,
 };

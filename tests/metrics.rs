@@ -2,15 +2,13 @@
 //! `promtool check metrics` on the exposition, a real Prometheus scraping
 //! the admin listener, and the access log.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
-use support::kubelet;
-use support::upstream::{Hanging, RawServer};
-use support::{client, metric, refused_addr, routes_yaml, Proxy, RawConn, Upstream};
+use crate::support::kubelet;
+use crate::support::upstream::{Hanging, RawServer};
+use crate::support::{client, metric, refused_addr, routes_yaml, Proxy, RawConn, Upstream};
 
 const RELOADS: &str = "switchyard_config_reloads_total";
 const REQUESTS: &str = "switchyard_http_requests_total";

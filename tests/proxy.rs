@@ -1,14 +1,12 @@
 //! End to end: the real binary in front of real upstreams, real clients.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
+use crate::support::upstream::{Blackhole, Echo, Hanging};
+use crate::support::{client, eventually, refused_addr, Proxy, RawConn, Upstream};
 use futures_util::{SinkExt, StreamExt};
-use support::upstream::{Blackhole, Echo, Hanging};
-use support::{client, eventually, refused_addr, Proxy, RawConn, Upstream};
 use tokio_tungstenite::tungstenite::Message;
 
 async fn get_echo(url: &str) -> Echo {

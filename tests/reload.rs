@@ -1,18 +1,16 @@
 //! Hot reload end to end: the real binary, its file changed the way the
 //! kubelet and editors change it, real traffic across the swaps.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::kubelet::{self, ConfigMapDir, KubeletOrder};
+use crate::support::upstream::Echo;
+use crate::support::{client, routes_yaml, Proxy, RawConn, Upstream};
 use futures_util::{SinkExt, StreamExt};
-use support::kubelet::{self, ConfigMapDir, KubeletOrder};
-use support::upstream::Echo;
-use support::{client, routes_yaml, Proxy, RawConn, Upstream};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Starts a proxy whose config lives in a kubelet-style ConfigMap volume.

@@ -3,15 +3,13 @@
 //! close, in-flight requests get up to the drain timeout, and the process
 //! exits 0. SIGINT stops at once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
+use crate::support::{client, routes_yaml, Proxy, Upstream};
 use futures_util::StreamExt;
 use nix::sys::signal::Signal;
-use support::{client, routes_yaml, Proxy, Upstream};
 
 async fn status(url: String) -> Option<u16> {
     client()

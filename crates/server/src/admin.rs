@@ -120,6 +120,8 @@ impl ServeHttp for Admin {
             "/ready" if read => {
                 if self.lifecycle.is_draining() {
                     text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+                } else if !self.lifecycle.is_listening() {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "starting\n")
                 } else {
                     text(StatusCode::OK, "ready\n")
                 }

@@ -323,6 +323,7 @@ pub fn serve(cfg: ServeConfig) -> Result<Stopped, ServeError> {
         "switchyard started"
     );
 
+    watch_listening(cfg.listen, Arc::clone(&lifecycle));
     let phases = server.watch_execution_phase();
     let (done, stopped) = std::sync::mpsc::channel();
     shutdown::watch_drain(
@@ -346,6 +347,49 @@ pub fn serve(cfg: ServeConfig) -> Result<Stopped, ServeError> {
         .map_err(ServeError::Thread)?;
     // Both senders gone without a word cannot happen; count it as stopped.
     Ok(stopped.recv().unwrap_or(Stopped::Stopped))
+}
+
+/// How long Pingora may take to bind the main listener: it retries a busy
+/// port for about 30 s.
+const LISTEN_PATIENCE: Duration = Duration::from_secs(35);
+
+/// Marks the lifecycle listening once the main listener accepts a
+/// connection. Pingora binds each service's sockets inside that service's
+/// own runtime and reports nothing when it has, so without this `/ready`
+/// would say 200 before any shard listens (a probe, or a client, would be
+/// refused). The kernel hands connections only to bound shards, so one
+/// accepted connection means the port serves. The probe connection is
+/// closed at once, before sending a byte (Front closes it silently).
+fn watch_listening(listen: SocketAddr, lifecycle: Arc<Lifecycle>) {
+    let target = match listen.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port())
+        }
+        ip if ip.is_unspecified() => {
+            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), listen.port())
+        }
+        _ => listen,
+    };
+    let watcher = Arc::clone(&lifecycle);
+    let spawned = std::thread::Builder::new()
+        .name("listen-watch".into())
+        .spawn(move || {
+            let lifecycle = watcher;
+            let deadline = std::time::Instant::now() + LISTEN_PATIENCE;
+            while std::time::Instant::now() < deadline {
+                if std::net::TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok() {
+                    lifecycle.set_listening();
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            tracing::error!(listen = %listen, "the main listener never accepted a connection; readiness stays 503");
+        });
+    if let Err(e) = spawned {
+        // Readiness cannot be learned; rather serve than stay unready.
+        tracing::warn!(error = %e, "cannot start the listen watcher; readiness does not wait for the listener");
+        lifecycle.set_listening();
+    }
 }
 
 /// `addr` with the port written with `shard` leading zeros, so that each

@@ -1,17 +1,35 @@
 //! The process's lifecycle, shared by the listeners and the drain: whether
-//! it is draining, and how many requests are in flight.
+//! the main listener is accepting yet, whether it is draining, and how many
+//! requests are in flight.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Whether the process is draining, and how many requests are in flight.
+/// Whether the process is listening and draining, and how many requests
+/// are in flight.
 #[derive(Debug, Default)]
 pub struct Lifecycle {
+    listening: AtomicBool,
     draining: AtomicBool,
     in_flight: AtomicUsize,
 }
 
 impl Lifecycle {
+    /// Marks the main listener as accepting connections.
+    pub fn set_listening(&self) {
+        self.listening.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the main listener accepts connections yet.
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Relaxed)
+    }
+
+    /// Ready for traffic: listening and not draining.
+    pub fn is_ready(&self) -> bool {
+        self.is_listening() && !self.is_draining()
+    }
+
     /// Marks the process as draining: readiness and `/health` turn 503.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
