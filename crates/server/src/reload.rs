@@ -17,6 +17,21 @@ use tokio::sync::{mpsc, oneshot};
 use crate::metrics::Metrics;
 use crate::state::{sha256_hex, SharedSnapshot, Snapshot};
 
+/// How long the poll waits before reading new bytes a second time: only
+/// bytes that stayed the same are reloaded.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// What the poll found.
+#[derive(Debug, PartialEq, Eq)]
+enum PollStep {
+    /// Nothing to do.
+    Nothing,
+    /// Reload now.
+    Reload,
+    /// New bytes with this hash: read again after [`SETTLE`].
+    Settle(String),
+}
+
 /// How often to look for a removed config directory's return.
 const REWATCH_EVERY: Duration = Duration::from_millis(250);
 
@@ -232,30 +247,39 @@ impl Reloader {
         report
     }
 
-    /// Whether the poll should attempt a reload: the file now holds bytes
-    /// that are neither applied nor already rejected, or it holds the
-    /// applied bytes again after an attempt that failed (so the error
-    /// clears). The poll reads twice, a moment apart, so a file being
-    /// written in place is not mistaken for a finished one.
-    async fn differs_settled(&self) -> bool {
-        let read = || async {
-            crate::source::read_off_thread(self.path.clone(), self.max_bytes)
-                .await
-                .ok()
-                .map(|b| sha256_hex(&b))
-        };
-        let Some(first) = read().await else {
+    /// What the poll should do about the file as it is now: attempt a
+    /// reload at once (the applied bytes again after a failed attempt, so
+    /// the error clears; or a file newly unreadable), look again after
+    /// [`SETTLE`] (bytes neither applied nor already rejected: a file being
+    /// written in place must not be taken half-written), or nothing.
+    async fn poll_check(&self) -> PollStep {
+        let Some(hash) = self.current_hash().await else {
             // An unreadable file is news once; the attempt records it.
-            return !self.last_rejected_is(Some(UNREADABLE));
+            return if self.last_rejected_is(Some(UNREADABLE)) {
+                PollStep::Nothing
+            } else {
+                PollStep::Reload
+            };
         };
-        if first == self.snapshot.load().sha256 {
-            return self.last_attempt_failed();
+        if hash == self.snapshot.load().sha256 {
+            return if self.last_attempt_failed() {
+                PollStep::Reload
+            } else {
+                PollStep::Nothing
+            };
         }
-        if self.last_rejected_is(Some(&first)) {
-            return false;
+        if self.last_rejected_is(Some(&hash)) {
+            return PollStep::Nothing;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        read().await.as_deref() == Some(first.as_str())
+        PollStep::Settle(hash)
+    }
+
+    /// SHA-256 of the file's bytes now, if it can be read.
+    async fn current_hash(&self) -> Option<String> {
+        crate::source::read_off_thread(self.path.clone(), self.max_bytes)
+            .await
+            .ok()
+            .map(|b| sha256_hex(&b))
     }
 
     fn last_attempt_failed(&self) -> bool {
@@ -410,9 +434,14 @@ impl ReloadTask {
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         poll.tick().await;
         let mut debounce = crate::watch::Debounce::default();
+        // New bytes the poll saw, and when to look at them again. Waiting
+        // here instead of inside the poll's turn keeps manual reloads and
+        // shutdown answered meanwhile.
+        let mut settling: Option<(Instant, String)> = None;
 
         loop {
             let deadline = debounce.deadline();
+            let settle_at = settling.as_ref().map(|(at, _)| *at);
             tokio::select! {
                 _ = shutdown.changed() => return,
                 Some(m) = self.manual.recv() => {
@@ -439,7 +468,21 @@ impl ReloadTask {
                     // event reaching the old watch.
                     if watch.refresh() {
                         self.reloader.reload(Trigger::Watch).await;
-                    } else if self.reloader.differs_settled().await {
+                    } else {
+                        match self.reloader.poll_check().await {
+                            PollStep::Nothing => {}
+                            PollStep::Reload => {
+                                self.reloader.reload(Trigger::Poll).await;
+                            }
+                            PollStep::Settle(hash) => {
+                                settling = Some((Instant::now() + SETTLE, hash));
+                            }
+                        }
+                    }
+                }
+                _ = sleep_until(settle_at), if settle_at.is_some() => {
+                    let seen = settling.take().map(|(_, hash)| hash);
+                    if seen.is_some() && self.reloader.current_hash().await == seen {
                         self.reloader.reload(Trigger::Poll).await;
                     }
                 }
@@ -567,16 +610,24 @@ mod tests {
     async fn the_poll_retries_applied_bytes_only_after_a_failure() {
         let d = tmp();
         let r = reloader(&d);
-        assert!(!r.differs_settled().await, "nothing to do");
+        assert_eq!(r.poll_check().await, PollStep::Nothing, "nothing to do");
         let gone = std::io::Error::from(std::io::ErrorKind::NotFound);
         r.apply(
             Err(crate::source::ReadError::Io(gone)),
             Trigger::Poll,
             Instant::now(),
         );
-        assert!(r.differs_settled().await, "the error should be cleared");
+        assert_eq!(
+            r.poll_check().await,
+            PollStep::Reload,
+            "the error should clear"
+        );
         r.reload(Trigger::Poll).await;
-        assert!(!r.differs_settled().await);
+        assert_eq!(r.poll_check().await, PollStep::Nothing);
+        // New bytes are looked at again before a reload.
+        let next = b"routes: []\n";
+        std::fs::write(d.path().join("routes.yaml"), next).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.poll_check().await, PollStep::Settle(sha256_hex(next)));
     }
 
     /// A new valid file is applied as the next generation with its diff; a
