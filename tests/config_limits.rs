@@ -18,8 +18,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::kubelet::write_via_rename;
-use crate::support::upstream::Echo;
-use crate::support::{client, patience, routes_yaml, Proxy, Upstream};
+use crate::support::{patience, routes_yaml, Proxy, Upstream};
 use switchyard_routes::{MAX_DEPTH, MAX_NODES};
 use switchyard_server::source::{DEFAULT_MAX_CONFIG_BYTES, READ_TIMEOUT};
 
@@ -215,22 +214,6 @@ async fn refused_before_serving(case: &Case, extra: &[&str]) -> String {
     checked
 }
 
-/// The upstream that answered `GET path` through the proxy, if it was a 200.
-async fn upstream_name(proxy: &Proxy, path: &str) -> Option<String> {
-    let r = client().get(proxy.url(path)).send().await.ok()?;
-    if r.status() != 200 {
-        return None;
-    }
-    r.json::<Echo>().await.ok().map(|e| e.upstream)
-}
-
-async fn wait_upstream(proxy: &Proxy, path: &str, name: &str) {
-    support::eventually(&format!("{path} served by {name}"), || async {
-        (upstream_name(proxy, path).await.as_deref() == Some(name)).then_some(())
-    })
-    .await;
-}
-
 /// The process is still there (not exited, not a zombie awaiting reaping).
 fn assert_alive(pid: u32, what: &str) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -303,7 +286,7 @@ impl Live {
     async fn start(extra: &[&str]) -> Live {
         let up = Upstream::start(GOOD_NAME).await;
         let proxy = Proxy::start_with(&routes_yaml(&[(GOOD_PATH, &up.host_port())]), extra).await;
-        wait_upstream(&proxy, GOOD_PATH, GOOD_NAME).await;
+        support::wait_upstream(&proxy, GOOD_PATH, GOOD_NAME).await;
         Live {
             up,
             proxy,
@@ -357,7 +340,7 @@ impl Live {
 
         assert_alive(proxy.pid(), case.name);
         assert_eq!(
-            upstream_name(proxy, GOOD_PATH).await.as_deref(),
+            support::upstream_name(proxy, GOOD_PATH).await.as_deref(),
             Some(GOOD_NAME),
             "{}: the old table stopped serving",
             case.name
@@ -378,12 +361,14 @@ impl Live {
         let hp = self.up.host_port();
         let yaml = routes_yaml(&[(GOOD_PATH, &hp), (&added, &hp)]);
         write_via_rename(&self.proxy.config, yaml.as_bytes()).expect("write");
-        wait_upstream(&self.proxy, &added, GOOD_NAME).await;
+        support::wait_upstream(&self.proxy, &added, GOOD_NAME).await;
         self.generation += 1;
         let routes = self.proxy.wait_generation(self.generation).await;
         assert!(routes["last_error"].is_null(), "{routes}");
         assert_eq!(
-            upstream_name(&self.proxy, GOOD_PATH).await.as_deref(),
+            support::upstream_name(&self.proxy, GOOD_PATH)
+                .await
+                .as_deref(),
             Some(GOOD_NAME)
         );
         added
@@ -623,7 +608,7 @@ async fn a_removed_and_recreated_config_directory_is_watched_again() {
 
     std::fs::remove_dir_all(&dir).expect("rm -rf");
     proxy.wait_log("the config directory was removed").await;
-    wait_upstream(&proxy, GOOD_PATH, GOOD_NAME).await;
+    support::wait_upstream(&proxy, GOOD_PATH, GOOD_NAME).await;
 
     std::fs::create_dir(&dir).expect("mkdir");
     let back = routes_yaml(&[(GOOD_PATH, &hp), ("/back", &hp)]);
@@ -631,12 +616,12 @@ async fn a_removed_and_recreated_config_directory_is_watched_again() {
     proxy
         .wait_log("the config directory is back; watching it again")
         .await;
-    wait_upstream(&proxy, "/back", GOOD_NAME).await;
+    support::wait_upstream(&proxy, "/back", GOOD_NAME).await;
 
     // The new watch works: an edit is seen without the poll.
     let again = routes_yaml(&[(GOOD_PATH, &hp), ("/again", &hp)]);
     write_via_rename(&proxy.config, again.as_bytes()).expect("write");
-    wait_upstream(&proxy, "/again", GOOD_NAME).await;
+    support::wait_upstream(&proxy, "/again", GOOD_NAME).await;
     proxy.wait_status("/back", 404).await;
     let routes = proxy.routes().await;
     assert!(routes["last_error"].is_null(), "{routes}");
@@ -674,7 +659,7 @@ async fn the_same_bytes_back_after_a_read_error_clear_the_error() {
         "{routes}"
     );
     assert_eq!(last_reload_successful(&proxy).await, Some(0.0));
-    wait_upstream(&proxy, GOOD_PATH, GOOD_NAME).await;
+    support::wait_upstream(&proxy, GOOD_PATH, GOOD_NAME).await;
 
     std::fs::rename(&away, &proxy.config).expect("move back");
     let routes = support::eventually("last_error cleared and the gauge 1", || async {
@@ -685,7 +670,7 @@ async fn the_same_bytes_back_after_a_read_error_clear_the_error() {
     .await;
     assert_eq!(routes["generation"], 1, "{routes}");
     proxy.wait_log("result=\"unchanged\"").await;
-    wait_upstream(&proxy, GOOD_PATH, GOOD_NAME).await;
+    support::wait_upstream(&proxy, GOOD_PATH, GOOD_NAME).await;
 }
 
 /// The proxy's memory across two hostile 1 MiB reloads — `[x,x,…]`, and

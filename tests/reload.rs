@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::kubelet::{self, ConfigMapDir, KubeletOrder};
-use crate::support::upstream::Echo;
 use crate::support::{client, routes_yaml, Proxy, RawConn, Upstream};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -23,21 +22,6 @@ async fn proxy_on_configmap(yaml: &str) -> (Proxy, ConfigMapDir) {
     (Proxy::spawn_in(dir, config, &[]).await, cm)
 }
 
-async fn upstream_name(proxy: &Proxy, path: &str) -> Option<String> {
-    let r = client().get(proxy.url(path)).send().await.ok()?;
-    if r.status() != 200 {
-        return None;
-    }
-    r.json::<Echo>().await.ok().map(|e| e.upstream)
-}
-
-async fn wait_upstream(proxy: &Proxy, path: &str, name: &str) {
-    support::eventually(&format!("{path} served by {name}"), || async {
-        (upstream_name(proxy, path).await.as_deref() == Some(name)).then_some(())
-    })
-    .await;
-}
-
 async fn configmap_add_remove_change(order: KubeletOrder) {
     let (a, b, c) = tokio::join!(
         Upstream::start("a"),
@@ -46,7 +30,10 @@ async fn configmap_add_remove_change(order: KubeletOrder) {
     );
     let (pa, pb, pc) = (a.host_port(), b.host_port(), c.host_port());
     let (proxy, mut cm) = proxy_on_configmap(&routes_yaml(&[("/a", &pa)])).await;
-    assert_eq!(upstream_name(&proxy, "/a").await.as_deref(), Some("a"));
+    assert_eq!(
+        support::upstream_name(&proxy, "/a").await.as_deref(),
+        Some("a")
+    );
     assert_eq!(proxy.routes().await["generation"], 1);
 
     // Add a route: it serves.
@@ -54,7 +41,7 @@ async fn configmap_add_remove_change(order: KubeletOrder) {
     assert!(cm
         .update(&[("routes.yaml", v2.as_bytes())], order)
         .expect("update"));
-    wait_upstream(&proxy, "/b", "b").await;
+    support::wait_upstream(&proxy, "/b", "b").await;
     proxy.wait_generation(2).await;
 
     // Remove one: it answers 404 from then on.
@@ -68,7 +55,7 @@ async fn configmap_add_remove_change(order: KubeletOrder) {
     let v4 = routes_yaml(&[("/b", &pc)]);
     cm.update(&[("routes.yaml", v4.as_bytes())], order)
         .expect("update");
-    wait_upstream(&proxy, "/b", "c").await;
+    support::wait_upstream(&proxy, "/b", "c").await;
     let routes = proxy.wait_generation(4).await;
     assert_eq!(routes["routes"][0]["upstream"][0], pc);
     assert!(routes["last_error"].is_null());
@@ -111,7 +98,7 @@ async fn configmap_key_links_created_in_either_order() {
         let v = routes_yaml(&[("/late", &up.host_port())]);
         cm.update(&[("routes.yaml", v.as_bytes())], order)
             .expect("update");
-        wait_upstream(&proxy, "/late", "late").await;
+        support::wait_upstream(&proxy, "/late", "late").await;
     }
 }
 
@@ -139,7 +126,7 @@ async fn editor_write_patterns_are_noticed() {
                 .await
                 .expect("write"),
         }
-        wait_upstream(&proxy, &route, "e").await;
+        support::wait_upstream(&proxy, &route, "e").await;
         generation += 1;
         let routes = proxy.wait_generation(generation).await;
         assert!(routes["last_error"].is_null(), "{how}: {routes}");
@@ -207,7 +194,7 @@ async fn bad_files_are_rejected_and_the_old_table_keeps_serving() {
         );
         // ...and the old table still serves.
         assert_eq!(
-            upstream_name(&proxy, "/good").await.as_deref(),
+            support::upstream_name(&proxy, "/good").await.as_deref(),
             Some("good"),
             "{name}"
         );

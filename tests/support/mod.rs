@@ -493,3 +493,21 @@ impl Proxy {
         self.child.id().expect("running")
     }
 }
+
+/// The name of the upstream that answers `GET path` through `proxy`, if one
+/// does with 200.
+pub async fn upstream_name(proxy: &Proxy, path: &str) -> Option<String> {
+    let r = client().get(proxy.url(path)).send().await.ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    r.json::<upstream::Echo>().await.ok().map(|e| e.upstream)
+}
+
+/// Waits until `GET path` through `proxy` is answered by upstream `name`.
+pub async fn wait_upstream(proxy: &Proxy, path: &str, name: &str) {
+    eventually(&format!("{path} served by {name}"), || async {
+        (upstream_name(proxy, path).await.as_deref() == Some(name)).then_some(())
+    })
+    .await;
+}
