@@ -466,3 +466,39 @@ async fn admin_endpoints_methods() {
         assert_eq!(r.status(), want, "{method} {path}");
     }
 }
+
+/// Two routes of one path on different hosts are counted apart: the
+/// `route` label (and the access log's `route`) is the route's identity,
+/// host and path.
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_of_one_path_on_two_hosts_have_series_of_their_own() {
+    let (a, b) = tokio::join!(Upstream::start("any"), Upstream::start("dev"));
+    let proxy = Proxy::start(&format!(
+        "routes:\n  - {{path: /app1, upstream: '{}'}}\n  - {{path: /app1, host: dev.example.com, upstream: '{}'}}\n",
+        a.host_port(),
+        b.host_port()
+    ))
+    .await;
+    let c = client();
+    for host in ["dev.example.com", "other.example.com", "dev.example.com"] {
+        let r = c
+            .get(proxy.url("/app1/x"))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let samples = proxy.scrape().await;
+    let count = |route: &str| {
+        support::metric(
+            &samples,
+            "switchyard_http_requests_total",
+            &[("route", route), ("code", "200")],
+        )
+    };
+    assert_eq!(count("dev.example.com/app1"), Some(2.0));
+    assert_eq!(count("/app1"), Some(1.0));
+    let logs = proxy.wait_log("route=\"dev.example.com/app1\"").await;
+    assert!(logs.contains("route=\"/app1\""), "{logs}");
+}

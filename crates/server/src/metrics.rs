@@ -335,6 +335,12 @@ pub struct RouteMetrics {
 }
 
 impl RouteMetrics {
+    /// The `route` label: the route's identity (`host/path`, or `/path`
+    /// for a route without a host), `unmatched` or `/health`.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
     /// Counts one finished request.
     pub fn request(&self, code: u16, elapsed: Duration) {
         self.duration

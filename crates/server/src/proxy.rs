@@ -350,11 +350,8 @@ impl ProxyHttp for Router {
         if self.options.access_log {
             let req = session.req_header();
             let uri = ctx.client_uri.as_ref().unwrap_or(&req.uri);
-            let route = match ctx.route() {
-                Some((r, _)) => r.path.as_str(),
-                None if ctx.health => HEALTH,
-                None => UNMATCHED,
-            };
+            // The route's identity, as its metric series are labelled.
+            let route = self.metrics_for(ctx).route();
             tracing::info!(
                 target: "switchyard::access",
                 method = req.method.as_str(),

@@ -70,7 +70,9 @@ impl Snapshot {
             .iter()
             .map(|r| RouteRuntime {
                 targets: r.upstreams.iter().map(|u| target(r, u)).collect(),
-                metrics: metrics.route_handles(&r.path),
+                // Labelled by the route's identity (host and path), so two
+                // routes of one path on different hosts stay apart.
+                metrics: metrics.route_handles(&r.key()),
                 next: AtomicUsize::new(0),
             })
             .collect();
