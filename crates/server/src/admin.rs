@@ -17,7 +17,7 @@ use crate::reload::{ReloadHandle, ReloadResult, Trigger};
 use crate::state::{SharedSnapshot, Snapshot};
 
 /// The admin HTTP application.
-pub struct Admin {
+pub(crate) struct Admin {
     lifecycle: Arc<Lifecycle>,
     snapshot: SharedSnapshot,
     reload: ReloadHandle,
@@ -26,7 +26,7 @@ pub struct Admin {
 
 impl Admin {
     /// An admin app over the shared state.
-    pub fn new(
+    pub(crate) fn new(
         lifecycle: Arc<Lifecycle>,
         snapshot: SharedSnapshot,
         reload: ReloadHandle,
@@ -49,7 +49,7 @@ impl Admin {
 }
 
 /// `/routes` without `last_error`: the applied table as JSON.
-pub fn snapshot_json(snap: &Snapshot) -> serde_json::Value {
+pub(crate) fn snapshot_json(snap: &Snapshot) -> serde_json::Value {
     let routes: Vec<serde_json::Value> = snap
         .table
         .routes()

@@ -35,7 +35,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// in Pingora's error chain by [`bad_chunk`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("invalid chunked body at byte {offset}: {error}")]
-pub struct BadChunk {
+pub(crate) struct BadChunk {
     /// The broken rule.
     pub error: ChunkError,
     /// Offset of the refused byte in the body.
@@ -43,7 +43,7 @@ pub struct BadChunk {
 }
 
 /// The stream of one request with a chunked body; see the module docs.
-pub struct ChunkGuard {
+pub(crate) struct ChunkGuard {
     inner: Stream,
     /// Bytes of the request head still to pass before the body starts.
     head_left: usize,
@@ -56,7 +56,7 @@ pub struct ChunkGuard {
 impl ChunkGuard {
     /// Guards `inner`, whose next `head_len` bytes are the request head
     /// (already checked) and whose bytes after that are a chunked body.
-    pub fn new(inner: Stream, head_len: usize) -> Self {
+    pub(crate) fn new(inner: Stream, head_len: usize) -> Self {
         ChunkGuard {
             inner,
             head_left: head_len,
@@ -68,7 +68,7 @@ impl ChunkGuard {
     /// The stream underneath, for the connection's next request. Only a
     /// finished body leaves the connection reusable; Pingora does not hand
     /// back a connection whose body failed.
-    pub fn into_inner(self) -> Stream {
+    pub(crate) fn into_inner(self) -> Stream {
         self.inner
     }
 
@@ -104,7 +104,7 @@ fn refusal(bad: BadChunk) -> std::io::Error {
 /// The [`BadChunk`] behind a Pingora error, if a guard refused the body.
 /// Pingora nests its errors in `cause` (its `Error` reports no `source`),
 /// with the reader's I/O error at the bottom.
-pub fn bad_chunk(e: &pingora_error::Error) -> Option<BadChunk> {
+pub(crate) fn bad_chunk(e: &pingora_error::Error) -> Option<BadChunk> {
     let mut current = e;
     // Pingora wraps an error a handful of times at most; the bound only
     // guards against a cycle that cannot be built with owned boxes.
@@ -258,7 +258,7 @@ impl fmt::Debug for ChunkGuard {
 
 /// The plain stream under a guard, or any other stream as it is; `None`
 /// only if a guard could not be taken apart (the connection then closes).
-pub fn unwrap_guard(stream: Stream) -> Option<Stream> {
+pub(crate) fn unwrap_guard(stream: Stream) -> Option<Stream> {
     if !stream.as_any().is::<ChunkGuard>() {
         return Some(stream);
     }

@@ -16,7 +16,7 @@ const RESERVED: u64 = 128;
 
 /// The soft limit in force after raising it as far as allowed, or `None`
 /// when it cannot be read.
-pub fn raise_open_files_limit() -> Option<u64> {
+pub(crate) fn raise_open_files_limit() -> Option<u64> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
     // An unlimited hard limit cannot be the soft one for descriptors: the
     // kernel caps it at fs.nr_open.
@@ -48,7 +48,7 @@ fn nr_open() -> Option<u64> {
 
 /// Descriptors `--max-connections` may need: two per connection (client
 /// and upstream) plus a reserve.
-pub fn needed_for(max_connections: usize) -> u64 {
+pub(crate) fn needed_for(max_connections: usize) -> u64 {
     u64::try_from(max_connections)
         .unwrap_or(u64::MAX)
         .saturating_mul(2)

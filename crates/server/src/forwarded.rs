@@ -18,7 +18,7 @@ use ipnet::IpNet;
 
 /// What to send upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Forwarded {
+pub(crate) struct Forwarded {
     /// The whole `X-Forwarded-For` value: the incoming list plus the peer.
     pub x_forwarded_for: String,
     /// The client address to report in `X-Real-IP`.
@@ -29,7 +29,7 @@ pub struct Forwarded {
 
 /// IPv4 clients on a dual-stack socket appear as `::ffff:a.b.c.d`; report
 /// them as the IPv4 address upstreams expect.
-pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
@@ -55,7 +55,7 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
 
 /// Computes the headers for a request from `peer` that carried the given
 /// `X-Forwarded-For` values (every line, in order) and `X-Forwarded-Proto`.
-pub fn forwarded(
+pub(crate) fn forwarded(
     peer: IpAddr,
     incoming_xff: &[&str],
     incoming_proto: Option<&str>,

@@ -51,7 +51,7 @@ use crate::proxy::Router;
 
 /// Limits on what a client may send before its request goes to Pingora.
 #[derive(Debug, Clone)]
-pub struct FrontLimits {
+pub(crate) struct FrontLimits {
     /// Time for a whole request head to arrive.
     pub header_timeout: Duration,
     /// Size limit of a request head, request line included.
@@ -69,7 +69,7 @@ const READ_CHUNK: usize = 4096;
 
 /// The main listener's `ServerApp`: one per shard, all sharing one
 /// [`ConnectionSlots`].
-pub struct Front {
+pub(crate) struct Front {
     proxy: Arc<HttpProxy<Router>>,
     limits: FrontLimits,
     slots: Arc<ConnectionSlots>,
@@ -79,7 +79,7 @@ pub struct Front {
 
 impl Front {
     /// `proxy` serves every request whose head passes.
-    pub fn new(
+    pub(crate) fn new(
         proxy: HttpProxy<Router>,
         limits: FrontLimits,
         slots: Arc<ConnectionSlots>,
@@ -365,7 +365,7 @@ fn peer(stream: &Stream) -> Option<std::net::SocketAddr> {
 
 /// The count of open client connections on the main listener, across all
 /// shards, against `--max-connections`.
-pub struct ConnectionSlots {
+pub(crate) struct ConnectionSlots {
     open: AtomicUsize,
     max: usize,
     gauge: IntGauge,
@@ -380,7 +380,7 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl ConnectionSlots {
     /// `max` of `None` means no cap (the gauge still counts).
-    pub fn new(max: Option<usize>, gauge: IntGauge, refused: IntCounter) -> Self {
+    pub(crate) fn new(max: Option<usize>, gauge: IntGauge, refused: IntCounter) -> Self {
         ConnectionSlots {
             open: AtomicUsize::new(0),
             max: max.unwrap_or(usize::MAX),

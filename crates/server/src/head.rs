@@ -1,6 +1,6 @@
 //! The verdict on a request head, taken before Pingora parses it.
 //!
-//! [`crate::front`] reads each request head itself, under a deadline and a
+//! `front.rs` reads each request head itself, under a deadline and a
 //! size limit, and asks [`scan`] what it has: not enough bytes yet, a head
 //! Pingora will accept, or one to refuse. Refusing here rather than leaving
 //! it to Pingora's parser means every refused request gets a status, a
@@ -46,7 +46,7 @@ pub struct Head {
     /// Bytes of the head, up to and including its blank line.
     pub len: usize,
     /// The body is chunked (`Transfer-Encoding` ending in `chunked`): its
-    /// framing is checked strictly as it arrives ([`crate::front`]).
+    /// framing is checked strictly as it arrives (`front.rs`).
     pub chunked: bool,
 }
 

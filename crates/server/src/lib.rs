@@ -1,12 +1,12 @@
 //! The Switchyard server: the proxy on `--listen` and the admin endpoints
 //! on `--admin-listen`, both on Pingora, sharing one swappable routing
-//! snapshot ([`state::SharedSnapshot`]) and one [`lifecycle::Lifecycle`].
+//! snapshot (`state::SharedSnapshot`) and one `lifecycle::Lifecycle`.
 //!
-//! A connection on `--listen` goes through [`front::Front`] (limits, and
+//! A connection on `--listen` goes through `front::Front` (limits, and
 //! the request-head check of [`head`]; a chunked body is checked as it is
-//! read by `chunk_guard`) and then to pingora-proxy with [`proxy::Router`]
+//! read by `chunk_guard`) and then to pingora-proxy with `proxy::Router`
 //! as its `ProxyHttp`. The routes file is read by [`source`] and applied by
-//! the one reload task in [`reload`].
+//! the one reload task in `reload`.
 //!
 //! [`serve`] is the whole life of a `switchyard serve` process: load the
 //! file, bind, run until a signal, drain, return.
@@ -27,22 +27,26 @@
 //! | every client connection gets a 64 KiB L4 read buffer | `CLIENT_READ_BUFFER` = 0 on the listener | — (a setting, not a bug) |
 //! | upstream errors are all 502, timeouts included | `Router::fail_to_proxy` maps them (504, 400, idle tunnels, send timeouts) | — (by design) |
 
-pub mod admin;
+// The crate's API is what the binary, the fuzz targets and the benches
+// use; everything else is crate-private, and this lint keeps it so.
+#![warn(unreachable_pub)]
+
+mod admin;
 mod chunk_guard;
 mod decide;
 mod fdlimit;
-pub mod forwarded;
-pub mod front;
+mod forwarded;
+mod front;
 pub mod head;
-pub mod lifecycle;
-pub mod metrics;
-pub mod proxy;
-pub mod reload;
+mod lifecycle;
+mod metrics;
+mod proxy;
+mod reload;
 mod respond;
 mod shutdown;
 pub mod source;
-pub mod state;
-pub mod watch;
+mod state;
+mod watch;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;

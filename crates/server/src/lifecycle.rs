@@ -8,7 +8,7 @@ use std::sync::Arc;
 /// Whether the process is listening and draining, and how many requests
 /// are in flight.
 #[derive(Debug, Default)]
-pub struct Lifecycle {
+pub(crate) struct Lifecycle {
     listening: AtomicBool,
     draining: AtomicBool,
     in_flight: AtomicUsize,
@@ -16,37 +16,32 @@ pub struct Lifecycle {
 
 impl Lifecycle {
     /// Marks the main listener as accepting connections.
-    pub fn set_listening(&self) {
+    pub(crate) fn set_listening(&self) {
         self.listening.store(true, Ordering::SeqCst);
     }
 
     /// Whether the main listener accepts connections yet.
-    pub fn is_listening(&self) -> bool {
+    pub(crate) fn is_listening(&self) -> bool {
         self.listening.load(Ordering::Relaxed)
     }
 
-    /// Ready for traffic: listening and not draining.
-    pub fn is_ready(&self) -> bool {
-        self.is_listening() && !self.is_draining()
-    }
-
     /// Marks the process as draining: readiness and `/health` turn 503.
-    pub fn start_draining(&self) {
+    pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
     }
 
     /// Whether draining has started.
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
 
     /// Requests currently being handled.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
     }
 
     /// Counts a request until the returned guard drops.
-    pub fn track(self: &Arc<Self>) -> InFlight {
+    pub(crate) fn track(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         InFlight(Arc::clone(self))
     }
@@ -54,7 +49,7 @@ impl Lifecycle {
 
 /// Held for the life of one request; see [`Lifecycle::track`].
 #[derive(Debug)]
-pub struct InFlight(Arc<Lifecycle>);
+pub(crate) struct InFlight(Arc<Lifecycle>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {

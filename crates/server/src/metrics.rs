@@ -19,9 +19,9 @@ use prometheus::{
 };
 
 /// Label value for requests that matched no route.
-pub const UNMATCHED: &str = "unmatched";
+pub(crate) const UNMATCHED: &str = "unmatched";
 /// Label value for the main listener's own `/health`.
-pub const HEALTH: &str = "/health";
+pub(crate) const HEALTH: &str = "/health";
 
 /// Reload timing: a small file reloads in well under a millisecond, so the
 /// buckets start at 50 µs.
@@ -36,7 +36,7 @@ const REQUEST_BUCKETS: &[f64] = &[
 
 /// Why an upstream attempt failed, as the `kind` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamErrorKind {
+pub(crate) enum UpstreamErrorKind {
     /// Refused, unreachable, or a name that does not resolve.
     Connect,
     /// Connect, read or write timed out.
@@ -60,7 +60,7 @@ impl UpstreamErrorKind {
 }
 
 /// Every Switchyard metric, registered in one registry.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     reloads: IntCounterVec,
     last_reload_successful: IntGauge,
@@ -80,7 +80,7 @@ pub struct Metrics {
 /// Why the proxy ended a client connection that was past its request
 /// head, as the `reason` label of `switchyard_connections_cut_total` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CutReason {
+pub(crate) enum CutReason {
     /// The client left a response unread for `--send-timeout`.
     SendTimeout,
     /// An upgraded connection (a WebSocket) carried nothing from the
@@ -90,7 +90,7 @@ pub enum CutReason {
 
 impl CutReason {
     /// The label value.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             CutReason::SendTimeout => "send_timeout",
             CutReason::TunnelIdle => "tunnel_idle",
@@ -101,7 +101,7 @@ impl CutReason {
 impl Metrics {
     /// Creates the registry and registers everything, process metrics
     /// included. Fails only on a programming error (a duplicate name).
-    pub fn new() -> prometheus::Result<Self> {
+    pub(crate) fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
         let reloads = IntCounterVec::new(
             Opts::new(
@@ -216,13 +216,13 @@ impl Metrics {
 
     /// The counter of connections cut for `reason`, to be kept by whoever
     /// cuts them.
-    pub fn cut_counter(&self, reason: CutReason) -> IntCounter {
+    pub(crate) fn cut_counter(&self, reason: CutReason) -> IntCounter {
         self.connections_cut.with_label_values(&[reason.label()])
     }
 
     /// The open-connections gauge and the refused-connections counter, for
     /// [`crate::front::ConnectionSlots`].
-    pub fn connection_handles(&self) -> (IntGauge, IntCounter) {
+    pub(crate) fn connection_handles(&self) -> (IntGauge, IntCounter) {
         (
             self.connections_open.clone(),
             self.connections_refused.clone(),
@@ -231,14 +231,14 @@ impl Metrics {
 
     /// Makes each reload result's series exist from the start, at 0, so
     /// `increase()` and alerts work before the first failure ever happens.
-    pub fn declare_reload_results(&self, results: &[&str]) {
+    pub(crate) fn declare_reload_results(&self, results: &[&str]) {
         for r in results {
             self.reloads.with_label_values(&[r]);
         }
     }
 
     /// Records the table loaded at startup (not a reload attempt).
-    pub fn applied_at_startup(&self, table: &AppliedTable<'_>) {
+    pub(crate) fn applied_at_startup(&self, table: &AppliedTable<'_>) {
         self.last_reload_successful.set(1);
         self.record_applied(table);
     }
@@ -256,7 +256,7 @@ impl Metrics {
     }
 
     /// The text exposition of everything registered.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::warn!(error = %e, "cannot encode metrics");
@@ -266,7 +266,7 @@ impl Metrics {
 
     /// Metric handles for one route, to be cached with the route so the
     /// request path never builds label sets.
-    pub fn route_handles(&self, route: &str) -> RouteMetrics {
+    pub(crate) fn route_handles(&self, route: &str) -> RouteMetrics {
         RouteMetrics {
             route: route.to_owned(),
             requests: self.requests.clone(),
@@ -288,7 +288,7 @@ impl Metrics {
     /// Records one reload attempt: its `result` label, whether it counts as
     /// successful (applied or unchanged), its duration, and the table it
     /// applied, if it applied one.
-    pub fn reload_attempt(
+    pub(crate) fn reload_attempt(
         &self,
         result: &str,
         successful: bool,
@@ -306,7 +306,7 @@ impl Metrics {
 
 /// What the metrics say of an applied routing table.
 #[derive(Debug, Clone, Copy)]
-pub struct AppliedTable<'a> {
+pub(crate) struct AppliedTable<'a> {
     /// Its generation.
     pub generation: u64,
     /// How many routes it has.
@@ -321,7 +321,7 @@ pub struct AppliedTable<'a> {
 const COMMON_CODES: [u16; 10] = [200, 204, 206, 301, 302, 304, 400, 404, 502, 504];
 
 /// One route's metric handles (or the `unmatched` / `/health` ones).
-pub struct RouteMetrics {
+pub(crate) struct RouteMetrics {
     route: String,
     requests: IntCounterVec,
     request_duration: HistogramVec,
@@ -337,12 +337,12 @@ pub struct RouteMetrics {
 impl RouteMetrics {
     /// The `route` label: the route's identity (`host/path`, or `/path`
     /// for a route without a host), `unmatched` or `/health`.
-    pub fn route(&self) -> &str {
+    pub(crate) fn route(&self) -> &str {
         &self.route
     }
 
     /// Counts one finished request.
-    pub fn request(&self, code: u16, elapsed: Duration) {
+    pub(crate) fn request(&self, code: u16, elapsed: Duration) {
         self.duration
             .get_or_init(|| {
                 self.request_duration
@@ -362,7 +362,7 @@ impl RouteMetrics {
     }
 
     /// Counts one failed upstream attempt.
-    pub fn upstream_error(&self, kind: UpstreamErrorKind) {
+    pub(crate) fn upstream_error(&self, kind: UpstreamErrorKind) {
         self.errors[kind.index()]
             .get_or_init(|| {
                 self.upstream_errors

@@ -21,7 +21,7 @@ use crate::respond;
 use crate::state::{peer_for, RouteRuntime, SharedSnapshot, Snapshot, Target};
 
 /// The `ProxyHttp` implementation behind `--listen`.
-pub struct Router {
+pub(crate) struct Router {
     snapshot: SharedSnapshot,
     lifecycle: Arc<Lifecycle>,
     unmatched: RouteMetrics,
@@ -33,7 +33,7 @@ pub struct Router {
 
 /// How the router treats clients; fixed for the life of the process.
 #[derive(Debug, Clone)]
-pub struct RouterOptions {
+pub(crate) struct RouterOptions {
     /// Log one line per request.
     pub access_log: bool,
     /// Peers whose `X-Forwarded-*` headers are believed.
@@ -46,7 +46,7 @@ pub struct RouterOptions {
 
 impl Router {
     /// A router serving whatever table `snapshot` holds at each request.
-    pub fn new(
+    pub(crate) fn new(
         snapshot: SharedSnapshot,
         lifecycle: Arc<Lifecycle>,
         metrics: &Metrics,
@@ -75,7 +75,7 @@ impl Router {
 /// Per-request state. The snapshot is taken once, when the request arrives,
 /// and kept for the request's whole life, retries and upgraded streams
 /// included, so a reload never changes a request half-way.
-pub struct RequestCtx {
+pub(crate) struct RequestCtx {
     snapshot: Option<Arc<Snapshot>>,
     route: Option<usize>,
     /// Upstream index the first attempt used.

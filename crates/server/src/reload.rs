@@ -40,7 +40,7 @@ const UNREADABLE: &str = "unreadable";
 
 /// What asked for a reload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     /// The directory watcher saw the file change.
     Watch,
     /// The periodic hash check found different bytes.
@@ -53,7 +53,7 @@ pub enum Trigger {
 
 impl Trigger {
     /// Lowercase name for logs.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Trigger::Watch => "watch",
             Trigger::Poll => "poll",
@@ -66,7 +66,7 @@ impl Trigger {
 /// How a reload attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ReloadResult {
+pub(crate) enum ReloadResult {
     /// A new table was applied.
     Success,
     /// The file's bytes equal the applied ones; nothing changed.
@@ -77,7 +77,7 @@ pub enum ReloadResult {
 
 impl ReloadResult {
     /// Lowercase name, as in the metrics label and the JSON answer.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ReloadResult::Success => "success",
             ReloadResult::Unchanged => "unchanged",
@@ -88,7 +88,7 @@ impl ReloadResult {
 
 /// The outcome of one attempt, as logged and as answered to `POST /reload`.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct ReloadReport {
+pub(crate) struct ReloadReport {
     /// How it ended.
     pub result: ReloadResult,
     /// Generation of the table serving after the attempt.
@@ -110,7 +110,7 @@ pub struct ReloadReport {
 }
 
 /// Reads, checks and applies the routes file. Owned by the reload task.
-pub struct Reloader {
+pub(crate) struct Reloader {
     path: PathBuf,
     max_bytes: u64,
     snapshot: SharedSnapshot,
@@ -123,7 +123,7 @@ pub struct Reloader {
 impl Reloader {
     /// A reloader for `path` (read up to `max_bytes`) that stores into
     /// `snapshot`.
-    pub fn new(
+    pub(crate) fn new(
         path: PathBuf,
         max_bytes: u64,
         snapshot: SharedSnapshot,
@@ -145,13 +145,13 @@ impl Reloader {
     }
 
     /// The text of the last rejected reload, `None` once a later one worked.
-    pub fn last_error_handle(&self) -> Arc<Mutex<Option<String>>> {
+    pub(crate) fn last_error_handle(&self) -> Arc<Mutex<Option<String>>> {
         Arc::clone(&self.last_error)
     }
 
     /// One reload attempt: read (on a blocking thread, so a file that will
     /// not answer never holds up the reload task), then applies it.
-    pub async fn reload(&self, trigger: Trigger) -> ReloadReport {
+    pub(crate) async fn reload(&self, trigger: Trigger) -> ReloadReport {
         let started = Instant::now();
         let read = crate::source::read_off_thread(self.path.clone(), self.max_bytes).await;
         self.apply(read, trigger, started)
@@ -368,34 +368,37 @@ struct Manual {
 
 /// Cloneable handle for asking the reload task to reload now.
 #[derive(Clone)]
-pub struct ReloadHandle {
+pub(crate) struct ReloadHandle {
     tx: mpsc::Sender<Manual>,
     last_error: Arc<Mutex<Option<String>>>,
 }
 
 impl ReloadHandle {
     /// Reloads now and returns the outcome; `None` if the task is gone.
-    pub async fn reload(&self, trigger: Trigger) -> Option<ReloadReport> {
+    pub(crate) async fn reload(&self, trigger: Trigger) -> Option<ReloadReport> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Manual { trigger, reply }).await.ok()?;
         rx.await.ok()
     }
 
     /// The text of the last rejected reload, if the latest attempt failed.
-    pub fn last_error(&self) -> Option<String> {
+    pub(crate) fn last_error(&self) -> Option<String> {
         self.last_error.lock().ok().and_then(|l| l.clone())
     }
 }
 
 /// The reload task's inputs, created together with its [`ReloadHandle`].
-pub struct ReloadTask {
+pub(crate) struct ReloadTask {
     reloader: Reloader,
     manual: mpsc::Receiver<Manual>,
     poll_interval: Duration,
 }
 
 /// Creates the reload task and a handle to it.
-pub fn reload_task(reloader: Reloader, poll_interval: Duration) -> (ReloadTask, ReloadHandle) {
+pub(crate) fn reload_task(
+    reloader: Reloader,
+    poll_interval: Duration,
+) -> (ReloadTask, ReloadHandle) {
     let (tx, manual) = mpsc::channel(16);
     let handle = ReloadHandle {
         tx,
@@ -414,7 +417,7 @@ pub fn reload_task(reloader: Reloader, poll_interval: Duration) -> (ReloadTask, 
 impl ReloadTask {
     /// Runs until `shutdown` flips: watches the file's directory, polls,
     /// listens for SIGHUP and manual requests, and reloads for each.
-    pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub(crate) async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let (fs_tx, mut fs_rx) = mpsc::unbounded_channel();
         let mut watch = crate::watch::DirWatch::start(&self.reloader.path, fs_tx);
         // While the watch is down (its directory removed), look for the

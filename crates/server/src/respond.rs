@@ -7,7 +7,7 @@ use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
 /// Writes a complete `text/plain` response.
-pub async fn text(session: &mut Session, status: u16, body: String) -> Result<()> {
+pub(crate) async fn text(session: &mut Session, status: u16, body: String) -> Result<()> {
     let head_only = session.req_header().method == http::Method::HEAD;
     let mut header = ResponseHeader::build(status, Some(3))?;
     header.insert_header("content-type", "text/plain; charset=utf-8")?;
@@ -26,7 +26,7 @@ pub async fn text(session: &mut Session, status: u16, body: String) -> Result<()
 
 /// The answer to `OPTIONS *` (RFC 9110 §9.3.7): what the proxy serves,
 /// with no content.
-pub async fn server_options(session: &mut Session) -> Result<()> {
+pub(crate) async fn server_options(session: &mut Session) -> Result<()> {
     let mut header = ResponseHeader::build(200, Some(3))?;
     header.insert_header("allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")?;
     header.insert_header("content-length", "0")?;

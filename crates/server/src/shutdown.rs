@@ -20,14 +20,14 @@ use tokio::sync::broadcast;
 use crate::lifecycle::Lifecycle;
 
 /// The signal handling handed to Pingora's `run`.
-pub struct Signals {
+pub(crate) struct Signals {
     lifecycle: Arc<Lifecycle>,
     drain_delay: Duration,
 }
 
 impl Signals {
     /// Drains on SIGTERM for `drain_delay` before Pingora closes listeners.
-    pub fn new(lifecycle: Arc<Lifecycle>, drain_delay: Duration) -> Self {
+    pub(crate) fn new(lifecycle: Arc<Lifecycle>, drain_delay: Duration) -> Self {
         Signals {
             lifecycle,
             drain_delay,
@@ -89,7 +89,7 @@ pub enum Stopped {
 /// are closed, waits for in-flight requests (at most `timeout`) and says
 /// how that went on `done`. Pingora itself would wait its whole grace
 /// period whatever is in flight; the caller stops as soon as this reports.
-pub fn watch_drain(
+pub(crate) fn watch_drain(
     mut phases: broadcast::Receiver<ExecutionPhase>,
     lifecycle: Arc<Lifecycle>,
     timeout: Duration,

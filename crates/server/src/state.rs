@@ -15,7 +15,7 @@ use crate::metrics::{Metrics, RouteMetrics};
 
 /// How to reach one upstream server, prepared when the table is built.
 #[derive(Debug, Clone)]
-pub enum Target {
+pub(crate) enum Target {
     /// A literal address: the peer is built once and cloned per request.
     Ready(Box<HttpPeer>),
     /// A DNS name, resolved when a request needs it.
@@ -29,7 +29,7 @@ pub enum Target {
 
 /// The per-route runtime data that goes with a compiled [`Route`].
 #[derive(Debug)]
-pub struct RouteRuntime {
+pub(crate) struct RouteRuntime {
     /// One target per upstream, in the route's order.
     pub targets: Vec<Target>,
     /// This route's metric handles, built once per table.
@@ -40,7 +40,7 @@ pub struct RouteRuntime {
 
 impl RouteRuntime {
     /// The index of the upstream a new request tries first.
-    pub fn next_start(&self) -> usize {
+    pub(crate) fn next_start(&self) -> usize {
         self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len().max(1)
     }
 }
@@ -49,7 +49,7 @@ impl RouteRuntime {
 /// counters aside). A reload builds a new one and swaps it in whole; a
 /// request keeps the `Arc` it started with until it ends.
 #[derive(Debug)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// The compiled routes.
     pub table: Table,
     /// Runtime data, parallel to `table.routes()`.
@@ -64,7 +64,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Prepares a compiled table for serving.
-    pub fn new(table: Table, bytes: &[u8], generation: u64, metrics: &Metrics) -> Self {
+    pub(crate) fn new(table: Table, bytes: &[u8], generation: u64, metrics: &Metrics) -> Self {
         let runtime = table
             .routes()
             .iter()
@@ -88,7 +88,7 @@ impl Snapshot {
 
 impl Snapshot {
     /// What the metrics say of this table.
-    pub fn applied(&self) -> crate::metrics::AppliedTable<'_> {
+    pub(crate) fn applied(&self) -> crate::metrics::AppliedTable<'_> {
         crate::metrics::AppliedTable {
             generation: self.generation,
             routes: self.table.len(),
@@ -99,12 +99,12 @@ impl Snapshot {
 }
 
 /// Lowercase hex SHA-256, the form `/routes` and the metrics label use.
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
 /// Builds the peer for one upstream with the route's timeouts.
-pub fn peer_for(route: &Route, addr: SocketAddr) -> HttpPeer {
+pub(crate) fn peer_for(route: &Route, addr: SocketAddr) -> HttpPeer {
     let mut peer = HttpPeer::new(addr, false, String::new());
     peer.options.connection_timeout = Some(route.connect_timeout);
     peer.options.read_timeout = Some(route.read_timeout);
@@ -127,4 +127,4 @@ fn target(route: &Route, upstream: &Upstream) -> Target {
 
 /// The one handle to the applied table. Readers `load` it; only the reload
 /// path stores into it.
-pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
+pub(crate) type SharedSnapshot = Arc<ArcSwap<Snapshot>>;

@@ -35,7 +35,7 @@ const QUIET: Duration = Duration::from_secs(1);
 
 /// A change to the config file that matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FsChange {
+pub(crate) enum FsChange {
     /// Something was renamed onto the file or onto `..data`.
     Replaced,
     /// The file was created, written or had its metadata changed.
@@ -53,7 +53,7 @@ pub enum FsChange {
 /// knows which directory it watches: if that directory is deleted (or
 /// replaced) the inotify watch dies with it, and [`DirWatch::refresh`]
 /// starts a new one on whatever directory is at the path now.
-pub struct DirWatch {
+pub(crate) struct DirWatch {
     dir: PathBuf,
     name: Option<OsString>,
     tx: UnboundedSender<FsChange>,
@@ -68,7 +68,7 @@ impl DirWatch {
     /// Watches the directory holding `config`, sending each relevant
     /// change on `tx`. If the watch cannot start, says so; the poll still
     /// catches changes, and [`DirWatch::refresh`] tries again.
-    pub fn start(config: &Path, tx: UnboundedSender<FsChange>) -> Self {
+    pub(crate) fn start(config: &Path, tx: UnboundedSender<FsChange>) -> Self {
         let dir = match config.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => Path::new(".").to_path_buf(),
@@ -91,12 +91,12 @@ impl DirWatch {
 
     /// Whether a watch is running on the directory that was there when it
     /// started (it may since have been replaced; see [`Self::refresh`]).
-    pub fn is_live(&self) -> bool {
+    pub(crate) fn is_live(&self) -> bool {
         self.watcher.is_some()
     }
 
     /// Forgets the watch after its directory went away.
-    pub fn lost(&mut self) {
+    pub(crate) fn lost(&mut self) {
         self.watcher = None;
         self.identity = None;
         if !self.lost_logged {
@@ -112,7 +112,7 @@ impl DirWatch {
     /// new one if there was none, or if the directory was replaced since.
     /// True when a new watch started after one was lost, so the caller
     /// should read the file (it may have changed while nobody watched).
-    pub fn refresh(&mut self) -> bool {
+    pub(crate) fn refresh(&mut self) -> bool {
         let now = dir_identity(&self.dir);
         if self.watcher.is_some() && now.is_some() && now == self.identity {
             return false;
@@ -194,7 +194,7 @@ fn is_dir_gone(event: &notify::Event, dir: &Path) -> bool {
 }
 
 /// Reduces one notify event to the change it means for the config file.
-pub fn classify(event: &notify::Event, config_name: &std::ffi::OsStr) -> Option<FsChange> {
+pub(crate) fn classify(event: &notify::Event, config_name: &std::ffi::OsStr) -> Option<FsChange> {
     let is = |p: &std::path::PathBuf, name: &std::ffi::OsStr| p.file_name() == Some(name);
     let is_config = |p: &std::path::PathBuf| is(p, config_name);
     let is_target = |p: &std::path::PathBuf| is_config(p) || is(p, CONFIGMAP_DATA.as_ref());
@@ -235,13 +235,13 @@ pub fn classify(event: &notify::Event, config_name: &std::ffi::OsStr) -> Option<
 
 /// When to read the file after a burst of changes.
 #[derive(Debug, Default)]
-pub struct Debounce {
+pub(crate) struct Debounce {
     deadline: Option<Instant>,
 }
 
 impl Debounce {
     /// Takes one change into account.
-    pub fn note(&mut self, change: FsChange, now: Instant) {
+    pub(crate) fn note(&mut self, change: FsChange, now: Instant) {
         let wait = match change {
             FsChange::Replaced => AFTER_RENAME,
             FsChange::Closed => AFTER_CLOSE,
@@ -258,12 +258,12 @@ impl Debounce {
     }
 
     /// When to reload, if anything is pending.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
 
     /// Forgets the pending reload (it is happening).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.deadline = None;
     }
 }
