@@ -10,6 +10,7 @@ use std::time::Duration;
 mod reload_client;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use switchyard_server::report::ReloadResult;
 use switchyard_server::{ServeConfig, ServeError, Stopped};
 
 /// A hot-reloading path-prefix reverse proxy, built on Pingora.
@@ -168,11 +169,11 @@ fn reload(admin: Option<String>) -> u8 {
         .or_else(|| std::env::var("SWITCHYARD_ADMIN_LISTEN").ok())
         .unwrap_or_else(|| "127.0.0.1:9901".to_owned());
     match reload_client::post_reload(&admin) {
-        Ok(answer) => {
-            println!("{}", answer.summary());
-            match answer.result.as_str() {
-                "success" | "unchanged" => 0,
-                _ => 1,
+        Ok(report) => {
+            println!("{}", reload_client::summary(&report));
+            match report.result {
+                ReloadResult::Success | ReloadResult::Unchanged => 0,
+                ReloadResult::Failure => 1,
             }
         }
         Err(e) => {

@@ -5,50 +5,35 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-/// The proxy's answer, as far as the CLI reports it.
-#[derive(Debug, serde::Deserialize)]
-pub struct Answer {
-    pub result: String,
-    pub generation: u64,
-    #[serde(default)]
-    pub routes: usize,
-    #[serde(default)]
-    pub added: Vec<String>,
-    #[serde(default)]
-    pub removed: Vec<String>,
-    #[serde(default)]
-    pub changed: Vec<String>,
-    #[serde(default)]
-    pub error: Option<String>,
-}
+use switchyard_server::report::{ReloadReport, ReloadResult};
 
-impl Answer {
-    /// One line (plus the error's lines on failure) for the terminal.
-    pub fn summary(&self) -> String {
-        match self.result.as_str() {
-            "success" => {
-                let mut s = format!(
-                    "success: generation {}, {} routes",
-                    self.generation, self.routes
-                );
-                for (what, list) in [
-                    ("added", &self.added),
-                    ("removed", &self.removed),
-                    ("changed", &self.changed),
-                ] {
-                    if !list.is_empty() {
-                        s.push_str(&format!("; {what} {}", list.join(", ")));
-                    }
+/// One line (plus the error's lines on failure) for the terminal.
+pub fn summary(report: &ReloadReport) -> String {
+    match report.result {
+        ReloadResult::Success => {
+            let mut s = format!(
+                "success: generation {}, {} routes",
+                report.generation, report.routes
+            );
+            for (what, list) in [
+                ("added", &report.added),
+                ("removed", &report.removed),
+                ("changed", &report.changed),
+            ] {
+                if !list.is_empty() {
+                    s.push_str(&format!("; {what} {}", list.join(", ")));
                 }
-                s
             }
-            "unchanged" => format!("unchanged: generation {} keeps serving", self.generation),
-            other => format!(
-                "{other}: generation {} keeps serving\n{}",
-                self.generation,
-                self.error.as_deref().unwrap_or("")
-            ),
+            s
         }
+        ReloadResult::Unchanged => {
+            format!("unchanged: generation {} keeps serving", report.generation)
+        }
+        ReloadResult::Failure => format!(
+            "failure: generation {} keeps serving\n{}",
+            report.generation,
+            report.error.as_deref().unwrap_or("")
+        ),
     }
 }
 
@@ -70,7 +55,7 @@ fn connect_addr(admin: &str) -> std::io::Result<SocketAddr> {
 }
 
 /// Sends `POST /reload` and parses the JSON answer.
-pub fn post_reload(admin: &str) -> Result<Answer, String> {
+pub fn post_reload(admin: &str) -> Result<ReloadReport, String> {
     let addr = connect_addr(admin).map_err(|e| e.to_string())?;
     let mut stream =
         TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;

@@ -317,15 +317,31 @@ async fn manual_triggers_and_reload_command_exit_codes() {
     );
 
     // Fixing the file and reloading by hand applies it at once. The file is
-    // kept open meanwhile: the watcher waits for the writer to close it (or
-    // for 1 s of quiet), so the command, not the watcher, is what applies it.
+    // kept open meanwhile, and its first byte rewritten (with itself) every
+    // 100 ms: the watcher waits for the writer to close it or for 1 s
+    // without writes, so however slow the machine, the command, not the
+    // watcher, is what applies it.
     let mut writer = std::fs::File::create(&proxy.config).expect("open");
     std::io::Write::write_all(
         &mut writer,
         b"routes:\n  - {path: /m, upstream: '127.0.0.1:1'}\n",
     )
     .expect("write");
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let toucher = {
+        let writing = std::sync::Arc::clone(&writing);
+        let file = writer.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            use std::os::unix::fs::FileExt;
+            while writing.load(std::sync::atomic::Ordering::SeqCst) {
+                file.write_at(b"r", 0).expect("rewrite");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
     let (code, out, _) = support::run_cli(&["reload", "--admin", &admin]);
+    writing.store(false, std::sync::atomic::Ordering::SeqCst);
+    toucher.join().expect("toucher");
     drop(writer);
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -592,4 +608,44 @@ async fn subpath_mount_is_warned_about() {
     plain.wait_log("switchyard started").await;
     plain.post_reload().await; // the reload task has run its startup checks
     assert!(!plain.logs().contains("mount point"), "{}", plain.logs());
+}
+
+/// A rejected reload is answered and kept with its problems as objects
+/// (file, line, column, route, message) beside the text: in the `POST
+/// /reload` answer and in `/routes` `last_errors`.
+#[tokio::test(flavor = "multi_thread")]
+async fn rejected_reloads_report_structured_errors() {
+    let up = Upstream::start("a").await;
+    let proxy = Proxy::start(&routes_yaml(&[("/a", &up.host_port())])).await;
+    let bad = format!("routes:\n  - path: /a\n    upstrem: {}\n", up.host_port());
+    std::fs::write(proxy.config_path(), bad).unwrap();
+    let (status, answer) = proxy.post_reload().await;
+    assert_eq!(status, 422, "{answer}");
+    let errors = answer["errors"].as_array().expect("errors list");
+    let first = &errors[0];
+    assert_eq!(first["line"], 3, "{answer}");
+    assert_eq!(first["column"], 5, "{answer}");
+    assert_eq!(first["route"], "route #1 (/a)", "{answer}");
+    assert!(
+        first["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown field `upstrem`")),
+        "{answer}"
+    );
+    assert!(first["file"]
+        .as_str()
+        .is_some_and(|f| f.ends_with("routes.yaml")));
+    assert!(answer["error"]
+        .as_str()
+        .is_some_and(|e| e.contains(":3:5: route #1 (/a)")));
+    let routes = proxy.routes().await;
+    assert_eq!(routes["last_errors"][0], *first, "{routes}");
+    assert_eq!(routes["last_error"], answer["error"], "{routes}");
+    // Unreadable: one problem with no line.
+    std::fs::remove_file(proxy.config_path()).unwrap();
+    let (_, answer) = proxy.post_reload().await;
+    assert!(answer["errors"][0]["line"].is_null(), "{answer}");
+    assert!(answer["errors"][0]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("cannot read")));
 }

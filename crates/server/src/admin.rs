@@ -43,7 +43,14 @@ impl Admin {
     fn routes_json(&self) -> serde_json::Value {
         let snap = self.snapshot.load();
         let mut v = snapshot_json(&snap);
-        v["last_error"] = json!(self.reload.last_error());
+        // `last_error` is the text (as the interface has it); `last_errors`
+        // the same problems as objects, with file, line, column and route.
+        let last = self.reload.last_error();
+        v["last_error"] = json!(last.as_ref().map(|r| r.text.as_str()));
+        v["last_errors"] = json!(last.as_ref().map(|r| &r.errors));
+        if let Some(r) = last.as_ref().filter(|r| r.omitted > 0) {
+            v["last_errors_omitted"] = json!(r.omitted);
+        }
         v
     }
 }

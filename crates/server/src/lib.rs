@@ -42,6 +42,7 @@ mod lifecycle;
 mod metrics;
 mod proxy;
 mod reload;
+pub mod report;
 mod respond;
 mod shutdown;
 pub mod source;

@@ -15,6 +15,7 @@ use switchyard_routes::Route;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
+pub(crate) use crate::report::{Rejection, ReloadReport, ReloadResult};
 use crate::state::{sha256_hex, SharedSnapshot, Snapshot};
 
 /// How long the poll waits before reading new bytes a second time: only
@@ -63,58 +64,12 @@ impl Trigger {
     }
 }
 
-/// How a reload attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum ReloadResult {
-    /// A new table was applied.
-    Success,
-    /// The file's bytes equal the applied ones; nothing changed.
-    Unchanged,
-    /// The file was rejected; the old table keeps serving.
-    Failure,
-}
-
-impl ReloadResult {
-    /// Lowercase name, as in the metrics label and the JSON answer.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            ReloadResult::Success => "success",
-            ReloadResult::Unchanged => "unchanged",
-            ReloadResult::Failure => "failure",
-        }
-    }
-}
-
-/// The outcome of one attempt, as logged and as answered to `POST /reload`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub(crate) struct ReloadReport {
-    /// How it ended.
-    pub result: ReloadResult,
-    /// Generation of the table serving after the attempt.
-    pub generation: u64,
-    /// Routes in the table serving after the attempt.
-    pub routes: usize,
-    /// Routes (`host/path` or `/path`) new in this table.
-    pub added: Vec<String>,
-    /// Routes gone from this table.
-    pub removed: Vec<String>,
-    /// Routes whose settings changed.
-    pub changed: Vec<String>,
-    /// Why the file was rejected (one problem per line).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Read + parse + build + swap.
-    #[serde(skip)]
-    pub duration: Duration,
-}
-
 /// Reads, checks and applies the routes file. Owned by the reload task.
 pub(crate) struct Reloader {
     path: PathBuf,
     max_bytes: u64,
     snapshot: SharedSnapshot,
-    last_error: Arc<Mutex<Option<String>>>,
+    last_error: Arc<Mutex<Option<Rejection>>>,
     /// Hash of the last bytes rejected, so the poll does not retry them.
     last_rejected: Mutex<Option<String>>,
     metrics: Arc<Metrics>,
@@ -145,7 +100,7 @@ impl Reloader {
     }
 
     /// The text of the last rejected reload, `None` once a later one worked.
-    pub(crate) fn last_error_handle(&self) -> Arc<Mutex<Option<String>>> {
+    pub(crate) fn last_error_handle(&self) -> Arc<Mutex<Option<Rejection>>> {
         Arc::clone(&self.last_error)
     }
 
@@ -171,7 +126,7 @@ impl Reloader {
         let outcome = read
             .map_err(|e| {
                 self.set_rejected(Some(UNREADABLE.to_owned()));
-                format!("{shown}: {e}")
+                Rejection::unreadable(&shown, &e)
             })
             .and_then(|bytes| {
                 let hash = sha256_hex(&bytes);
@@ -187,7 +142,7 @@ impl Reloader {
                     ))),
                     Err(errors) => {
                         self.set_rejected(Some(hash));
-                        Err(errors.to_string())
+                        Err(Rejection::invalid(&errors))
                     }
                 }
             });
@@ -200,6 +155,8 @@ impl Reloader {
             removed: Vec::new(),
             changed: Vec::new(),
             error: None,
+            errors: Vec::new(),
+            omitted_errors: 0,
             duration: Duration::ZERO,
         };
         match outcome {
@@ -222,10 +179,12 @@ impl Reloader {
                 self.set_error(None);
                 self.set_rejected(None);
             }
-            Err(error) => {
+            Err(rejection) => {
                 report.result = ReloadResult::Failure;
-                self.set_error(Some(error.clone()));
-                report.error = Some(error);
+                report.error = Some(rejection.text.clone());
+                report.errors = rejection.errors.clone();
+                report.omitted_errors = rejection.omitted;
+                self.set_error(Some(rejection));
             }
         }
         report.duration = started.elapsed();
@@ -299,7 +258,7 @@ impl Reloader {
         }
     }
 
-    fn set_error(&self, error: Option<String>) {
+    fn set_error(&self, error: Option<Rejection>) {
         if let Ok(mut l) = self.last_error.lock() {
             *l = error;
         }
@@ -370,7 +329,7 @@ struct Manual {
 #[derive(Clone)]
 pub(crate) struct ReloadHandle {
     tx: mpsc::Sender<Manual>,
-    last_error: Arc<Mutex<Option<String>>>,
+    last_error: Arc<Mutex<Option<Rejection>>>,
 }
 
 impl ReloadHandle {
@@ -382,7 +341,7 @@ impl ReloadHandle {
     }
 
     /// The text of the last rejected reload, if the latest attempt failed.
-    pub(crate) fn last_error(&self) -> Option<String> {
+    pub(crate) fn last_error(&self) -> Option<Rejection> {
         self.last_error.lock().ok().and_then(|l| l.clone())
     }
 }
