@@ -315,6 +315,17 @@ async fn manual_triggers_and_reload_command_exit_codes() {
         out.contains(":2:16: route #1 (/n): unknown field `upstrem`"),
         "{out}"
     );
+    // The watcher saw that rename too; wait for its attempt, so that it
+    // cannot come late and read the next file instead.
+    support::eventually("the watcher's attempt on the bad file", || async {
+        let failures = support::metric(
+            &proxy.scrape().await,
+            "switchyard_config_reloads_total",
+            &[("result", "failure")],
+        );
+        (failures >= Some(2.0)).then_some(())
+    })
+    .await;
 
     // Fixing the file and reloading by hand applies it at once. The file is
     // kept open meanwhile, and its first byte rewritten (with itself) every
