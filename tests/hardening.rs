@@ -279,13 +279,7 @@ async fn http11_without_host_is_refused() {
 /// upstream in origin form, with a matching Host.
 #[tokio::test(flavor = "multi_thread")]
 async fn absolute_form_targets_route_by_their_host() {
-    let (a, b) = tokio::join!(Upstream::start("any"), Upstream::start("dev"));
-    let proxy = Proxy::start(&format!(
-        "routes:\n  - {{path: /app1, upstream: '{}'}}\n  - {{path: /app1, host: dev.example.com, upstream: '{}'}}\n",
-        a.host_port(),
-        b.host_port()
-    ))
-    .await;
+    let (_any, _dev, proxy) = support::two_hosts_on_one_path().await;
     for req in [
         &b"GET http://dev.example.com/app1/x?q=1 HTTP/1.1\r\nHost: dev.example.com\r\n\r\n"[..],
         // HTTP/1.0 may leave Host out; the authority then supplies it.
@@ -819,10 +813,7 @@ async fn idle_websockets_are_closed_as_idle_tunnels() {
         up.host_port()
     ))
     .await;
-    let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}/app1/ws", proxy.addr))
-        .await
-        .expect("websocket handshake through the proxy");
-    assert_eq!(resp.status(), 101);
+    let mut ws = support::websocket(&proxy, "/app1/ws").await;
     ws.send(tokio_tungstenite::tungstenite::Message::text("hi"))
         .await
         .unwrap();

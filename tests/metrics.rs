@@ -472,13 +472,7 @@ async fn admin_endpoints_methods() {
 /// host and path.
 #[tokio::test(flavor = "multi_thread")]
 async fn routes_of_one_path_on_two_hosts_have_series_of_their_own() {
-    let (a, b) = tokio::join!(Upstream::start("any"), Upstream::start("dev"));
-    let proxy = Proxy::start(&format!(
-        "routes:\n  - {{path: /app1, upstream: '{}'}}\n  - {{path: /app1, host: dev.example.com, upstream: '{}'}}\n",
-        a.host_port(),
-        b.host_port()
-    ))
-    .await;
+    let (_any, _dev, proxy) = support::two_hosts_on_one_path().await;
     let c = client();
     for host in ["dev.example.com", "other.example.com", "dev.example.com"] {
         let r = c

@@ -310,10 +310,7 @@ async fn websocket_echo_through_the_proxy() {
         up.host_port()
     ))
     .await;
-    let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}/app1/ws", proxy.addr))
-        .await
-        .expect("websocket handshake through the proxy");
-    assert_eq!(resp.status(), 101);
+    let mut ws = support::websocket(&proxy, "/app1/ws").await;
     for i in 0..3 {
         ws.send(Message::text(format!("hello {i}")))
             .await

@@ -401,9 +401,7 @@ async fn streamed_response_outlives_its_route() {
 async fn websocket_outlives_its_route() {
     let up = Upstream::start("ws").await;
     let (proxy, mut cm) = proxy_on_configmap(&routes_yaml(&[("/app", &up.host_port())])).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/app/ws", proxy.addr))
-        .await
-        .expect("handshake");
+    let mut ws = support::websocket(&proxy, "/app/ws").await;
     ws.send(Message::text("one")).await.expect("send");
     assert_eq!(
         ws.next()

@@ -511,3 +511,28 @@ pub async fn wait_upstream(proxy: &Proxy, path: &str, name: &str) {
     })
     .await;
 }
+
+/// Two upstreams, `any` and `dev`, behind `/app1`: one route for any host
+/// and one for `dev.example.com`. The upstreams stop when dropped.
+pub async fn two_hosts_on_one_path() -> (Upstream, Upstream, Proxy) {
+    let (any, dev) = tokio::join!(Upstream::start("any"), Upstream::start("dev"));
+    let proxy = Proxy::start(&format!(
+        "routes:\n  - {{path: /app1, upstream: '{}'}}\n  - {{path: /app1, host: dev.example.com, upstream: '{}'}}\n",
+        any.host_port(),
+        dev.host_port()
+    ))
+    .await;
+    (any, dev, proxy)
+}
+
+/// A WebSocket to `path` through the proxy, its handshake answered 101.
+pub async fn websocket(
+    proxy: &Proxy,
+    path: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let (ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}{path}", proxy.addr))
+        .await
+        .expect("websocket handshake through the proxy");
+    assert_eq!(resp.status(), 101);
+    ws
+}
