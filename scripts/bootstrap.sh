@@ -4,6 +4,10 @@
 #   cmake       - pingora-core builds zlib-ng with it
 #   prometheus  - the tests check the exposition with promtool and scrape
 #                 the proxy with a real Prometheus (Debian's package has both)
+#   podman, runc - tests/image.rs builds the container image offline
+#                 (deploy/build-image.sh) and runs it as the Deployment does;
+#                 runc, because crun refuses this kind of machine's hybrid
+#                 cgroup mount (docs/image.md)
 # Set SWITCHYARD_BOOTSTRAP=build to install only what building needs.
 # Safe to run again; prints what it installs.
 set -euo pipefail
@@ -43,5 +47,9 @@ if [ "${SWITCHYARD_BOOTSTRAP:-all}" != build ]; then
     apt_install prometheus || { echo "bootstrap: cannot install prometheus; install promtool and prometheus and retry" >&2; exit 1; }
     # Debian's package may start a service on :9090 where an init system
     # runs; the tests start their own server and need none.
+  fi
+  if ! have podman || ! have runc; then
+    echo "bootstrap: installing podman and runc (for tests/image.rs)" >&2
+    apt_install podman runc || { echo "bootstrap: cannot install podman and runc; install them and retry" >&2; exit 1; }
   fi
 fi

@@ -88,6 +88,10 @@ struct ServeArgs {
     /// One log line per proxied request.
     #[arg(long, env = "SWITCHYARD_ACCESS_LOG", value_enum, default_value = "on")]
     access_log: OnOff,
+    /// Serve plain HTTP/1.1 requests on the hand-written fast path; `off`
+    /// sends every request through pingora-proxy (docs/fast-path.md).
+    #[arg(long, env = "SWITCHYARD_FAST_PATH", value_enum, default_value = "on")]
+    fast_path: OnOff,
     /// Seconds between checks of the file's hash, backing up the watcher.
     #[arg(long, env = "SWITCHYARD_POLL_INTERVAL", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -277,6 +281,7 @@ fn serve(args: ServeArgs) -> u8 {
         drain_timeout: seconds(args.drain_timeout),
         poll_interval: Duration::from_secs(args.poll_interval),
         access_log: args.access_log == OnOff::On,
+        fast_path: args.fast_path == OnOff::On,
         trusted_proxies: args.trusted_proxies,
         keepalive_timeout: (args.keepalive_timeout > 0)
             .then(|| Duration::from_secs(args.keepalive_timeout)),

@@ -11,13 +11,16 @@
 
 mod support;
 
+mod browser;
 mod cli;
 mod config_limits;
 mod deploy;
 mod hardening;
+mod image;
 mod import_nginx;
 mod kubelet_writer;
 mod metrics;
 mod proxy;
 mod reload;
 mod shutdown;
+mod vite;

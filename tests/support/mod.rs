@@ -2,6 +2,7 @@
 //! real upstream HTTP servers owned by each test, and bounded polling.
 #![allow(dead_code, unused_imports, missing_docs)]
 
+pub mod browser;
 pub mod kubelet;
 pub mod upstream;
 

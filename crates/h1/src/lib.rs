@@ -9,6 +9,8 @@
 //! - [`chunked`]: a strict, incremental decoder for a chunked request body
 //!   (RFC 9112 §7.1) that judges every byte as it is fed, with no lookahead
 //!   buffering and no allocation.
+//! - [`response`]: where an upstream response's body ends (RFC 9112 §6.3)
+//!   and whether its connection can be reused, judged strictly.
 //!
 //! ```
 //! use switchyard_h1::chunked::ChunkedDecoder;
@@ -24,3 +26,4 @@
 //! ```
 
 pub mod chunked;
+pub mod response;

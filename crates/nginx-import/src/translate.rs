@@ -937,7 +937,7 @@ impl Translator<'_> {
                 return None;
             }
         };
-        let compiled = table.routes().first()?;
+        let compiled = table.routes().next()?;
         let key = (compiled.host.clone(), compiled.path.clone());
         if let Some((line, label)) = seen.get(&key) {
             let on = key

@@ -31,7 +31,7 @@ pub use error::{ConfigError, ConfigErrors, Location, Problem, RouteLabel, MAX_RE
 pub use parse::parse;
 pub use path::{canonical_route_path, normalize_path, PathError};
 pub use prescan::{MAX_DEPTH, MAX_NODES};
-pub use table::{host_key, Route, Table, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT};
+pub use table::{host_key, Entry, Route, Table, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT};
 pub use values::{format_duration, parse_duration, split_host_port, Upstream, UpstreamHost};
 
 /// Parses and compiles the text of a routes file. `source_name` (usually the

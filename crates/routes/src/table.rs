@@ -2,9 +2,16 @@
 //!
 //! Matching walks a trie of path segments, so its cost grows with the
 //! number of segments in the request path, not the number of routes.
+//!
+//! A table carries a payload per route (`Table<P>`): whatever a user of the
+//! table needs at run time for that route (the server's upstream peers and
+//! metric handles) travels with the route it belongs to, so a match hands
+//! back both and nothing is joined by index afterwards.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::values::{split_host_port, Upstream};
@@ -60,6 +67,25 @@ impl Route {
     }
 }
 
+/// A route and its payload, as the table holds them. Shared (`Arc`), so a
+/// request can keep the route it matched for as long as it runs, whatever
+/// becomes of the table.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Entry<P> {
+    /// The validated route.
+    pub route: Route,
+    /// What the table's user attached to it.
+    pub payload: P,
+}
+
+impl<P> Deref for Entry<P> {
+    type Target = Route;
+
+    fn deref(&self) -> &Route {
+        &self.route
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 struct Node {
     children: HashMap<Box<str>, usize>,
@@ -69,13 +95,30 @@ struct Node {
     by_host: HashMap<Box<str>, usize>,
 }
 
-/// An immutable routing table. Build one with [`crate::compile`] or
-/// [`crate::load`].
-#[derive(Debug, Clone, Default)]
-pub struct Table {
-    routes: Vec<Route>,
+/// An immutable routing table, with a payload of type `P` per route. Build
+/// one with [`crate::compile`] or [`crate::load`] (payload `()`), then
+/// attach payloads with [`Table::with_payload`].
+#[derive(Debug)]
+pub struct Table<P = ()> {
+    entries: Vec<Arc<Entry<P>>>,
     nodes: Vec<Node>,
     has_host_routes: bool,
+}
+
+impl<P> Clone for Table<P> {
+    fn clone(&self) -> Self {
+        Table {
+            entries: self.entries.clone(),
+            nodes: self.nodes.clone(),
+            has_host_routes: self.has_host_routes,
+        }
+    }
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Self::empty()
+    }
 }
 
 impl Table {
@@ -112,30 +155,61 @@ impl Table {
             }
         }
         Table {
-            routes,
+            entries: routes
+                .into_iter()
+                .map(|route| Arc::new(Entry { route, payload: () }))
+                .collect(),
             nodes,
             has_host_routes,
         }
     }
+}
+
+impl<P> Table<P> {
+    /// The same routes and matcher, with `payload(route)` attached to each
+    /// route. The payloads already attached are dropped.
+    pub fn with_payload<Q>(&self, mut payload: impl FnMut(&Route) -> Q) -> Table<Q> {
+        Table {
+            entries: self
+                .entries
+                .iter()
+                .map(|e| {
+                    Arc::new(Entry {
+                        route: e.route.clone(),
+                        payload: payload(&e.route),
+                    })
+                })
+                .collect(),
+            nodes: self.nodes.clone(),
+            has_host_routes: self.has_host_routes,
+        }
+    }
 
     /// The routes in file order.
-    pub fn routes(&self) -> &[Route] {
-        &self.routes
+    pub fn routes(
+        &self,
+    ) -> impl ExactSizeIterator<Item = &Route> + DoubleEndedIterator + Clone + '_ {
+        self.entries.iter().map(|e| &e.route)
+    }
+
+    /// The routes with their payloads, in file order.
+    pub fn entries(&self) -> &[Arc<Entry<P>>] {
+        &self.entries
     }
 
     /// Number of routes.
     pub fn len(&self) -> usize {
-        self.routes.len()
+        self.entries.len()
     }
 
     /// Whether the table has no routes.
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
+        self.entries.is_empty()
     }
 
-    /// The route at `index`.
-    pub fn route(&self, index: usize) -> Option<&Route> {
-        self.routes.get(index)
+    /// The route at `index`, with its payload.
+    pub fn get(&self, index: usize) -> Option<&Arc<Entry<P>>> {
+        self.entries.get(index)
     }
 
     /// Finds the route for a request.
@@ -144,7 +218,7 @@ impl Table {
     /// port); `path` is the normalized path without the query. The longest
     /// prefix wins, matching whole segments; at equal length a route for
     /// this host beats a route for any host.
-    pub fn lookup(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+    pub fn lookup(&self, host: Option<&str>, path: &str) -> Option<&Arc<Entry<P>>> {
         let host = match host {
             Some(h) if self.has_host_routes => Some(host_key(h)),
             _ => None,
@@ -166,7 +240,7 @@ impl Table {
                 best = Some(found);
             }
         }
-        best.and_then(|i| self.routes.get(i))
+        best.and_then(|i| self.entries.get(i))
     }
 }
 

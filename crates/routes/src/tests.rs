@@ -54,7 +54,7 @@ fn trailing_slash_in_route_path_is_ignored() {
     let t = table(APPS);
     assert_eq!(matched(&t, None, "/app2"), Some("/app2"));
     assert_eq!(matched(&t, None, "/app2/z"), Some("/app2"));
-    assert_eq!(t.routes()[2].path, "/app2");
+    assert_eq!(t.entries()[2].path, "/app2");
 }
 
 /// The longest matching prefix wins, whatever the order in the file.
@@ -173,12 +173,12 @@ fn empty_route_list_is_valid() {
 #[test]
 fn defaults_and_explicit_values() {
     let t = table("version: 1\nroutes:\n  - path: /a\n    upstream: [127.0.0.1:1, 'svc.ns:80']\n    connect_timeout: 500ms\n    read_timeout: 1m\n  - path: /b\n    upstream: 127.0.0.1:2\n");
-    let a = &t.routes()[0];
+    let a = &t.entries()[0];
     assert_eq!(a.connect_timeout.as_millis(), 500);
     assert_eq!(a.read_timeout.as_secs(), 60);
     assert_eq!(a.upstreams.len(), 2);
     assert_eq!(a.line, 3);
-    let b = &t.routes()[1];
+    let b = &t.entries()[1];
     assert_eq!(b.connect_timeout.as_secs(), 5);
     assert_eq!(b.read_timeout.as_secs(), 60);
     assert!(!b.strip_prefix && b.host.is_none());
@@ -297,7 +297,7 @@ fn whole_file_problems() {
 #[test]
 fn dns_names_are_not_resolved_at_compile_time() {
     let t = table("routes:\n  - {path: /a, upstream: 'no-such-host.invalid:80'}\n");
-    assert_eq!(t.routes()[0].upstreams[0].socket_addr(), None);
+    assert_eq!(t.entries()[0].upstreams[0].socket_addr(), None);
 }
 
 /// A second document is refused at the line of its `---`, whatever follows
@@ -372,10 +372,10 @@ fn invalid_utf8_is_refused_at_its_line_and_column() {
 fn byte_order_mark_is_accepted() {
     let text = "\u{feff}routes:\n  - path: /a\n    upstream: 127.0.0.1:1\n";
     match load_bytes("r.yaml", text.as_bytes()) {
-        Ok(t) => assert_eq!(t.routes()[0].path, "/a"),
+        Ok(t) => assert_eq!(t.entries()[0].path, "/a"),
         Err(e) => panic!("{e}"),
     }
-    assert_eq!(table(text).routes()[0].line, 2);
+    assert_eq!(table(text).entries()[0].line, 2);
     assert!(crate::parse(text).is_ok());
     let e = match load_bytes("r.yaml", "\u{feff}routes: [x]\n".as_bytes()) {
         Ok(_) => panic!("accepted a bad route"),

@@ -1,5 +1,5 @@
 //! The admin listener: liveness, readiness, the applied routes, manual
-//! reload (and metrics). Kept apart from `--listen` so probes and scrapes
+//! reload, metrics, and the status page at `/` for a person. Kept apart from `--listen` so probes and scrapes
 //! never compete with, or get routed like, proxied traffic.
 
 use std::sync::Arc;
@@ -15,6 +15,8 @@ use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::reload::{ReloadHandle, ReloadResult, Trigger};
 use crate::state::{SharedSnapshot, Snapshot};
+use crate::status_page;
+use crate::upstream_health::UpstreamHealth;
 
 /// The admin HTTP application.
 pub(crate) struct Admin {
@@ -22,6 +24,7 @@ pub(crate) struct Admin {
     snapshot: SharedSnapshot,
     reload: ReloadHandle,
     metrics: Arc<Metrics>,
+    upstream_health: Arc<UpstreamHealth>,
 }
 
 impl Admin {
@@ -31,13 +34,56 @@ impl Admin {
         snapshot: SharedSnapshot,
         reload: ReloadHandle,
         metrics: Arc<Metrics>,
+        upstream_health: Arc<UpstreamHealth>,
     ) -> Self {
         Admin {
             lifecycle,
             snapshot,
             reload,
             metrics,
+            upstream_health,
         }
+    }
+
+    /// `GET /`: the status page, from one snapshot of the table (with the
+    /// rejection that goes with it), the counters and the upstream map.
+    fn status_page(&self, query: Option<&str>) -> Response<Vec<u8>> {
+        let snap = self.snapshot.load();
+        let traffic = status_page::traffic_by_route(&self.metrics.route_counters());
+        let upstreams = self.upstream_health.entries();
+        let html = status_page::render(&status_page::PageInput {
+            now: std::time::SystemTime::now(),
+            draining: self.lifecycle.is_draining(),
+            applied: status_page::Applied {
+                generation: snap.generation,
+                sha256: &snap.sha256,
+                loaded_at: snap.loaded_at,
+                routes: snap.table.routes().collect(),
+            },
+            rejection: snap.last_error.as_deref(),
+            traffic: &traffic,
+            upstreams: &upstreams,
+            refresh: status_page::refresh_param(query),
+        });
+        let mut resp = respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            html.into_bytes(),
+        );
+        // The page loads nothing and runs nothing; say so, so that a value
+        // that ever slipped past escaping still could not run or fetch.
+        let headers = resp.headers_mut();
+        headers.insert(
+            http::header::CONTENT_SECURITY_POLICY,
+            http::HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            ),
+        );
+        headers.insert(
+            http::header::X_CONTENT_TYPE_OPTIONS,
+            http::HeaderValue::from_static("nosniff"),
+        );
+        resp
     }
 
     fn routes_json(&self) -> serde_json::Value {
@@ -45,10 +91,11 @@ impl Admin {
         let mut v = snapshot_json(&snap);
         // `last_error` is the text (as the interface has it); `last_errors`
         // the same problems as objects, with file, line, column and route.
-        let last = self.reload.last_error();
-        v["last_error"] = json!(last.as_ref().map(|r| r.text.as_str()));
-        v["last_errors"] = json!(last.as_ref().map(|r| &r.errors));
-        if let Some(r) = last.as_ref().filter(|r| r.omitted > 0) {
+        // Read from the same snapshot as the table: one consistent view.
+        let last = snap.last_error.as_deref();
+        v["last_error"] = json!(last.map(|r| r.text.as_str()));
+        v["last_errors"] = json!(last.map(|r| &r.errors));
+        if let Some(r) = last.filter(|r| r.omitted > 0) {
             v["last_errors_omitted"] = json!(r.omitted);
         }
         v
@@ -60,7 +107,6 @@ pub(crate) fn snapshot_json(snap: &Snapshot) -> serde_json::Value {
     let routes: Vec<serde_json::Value> = snap
         .table
         .routes()
-        .iter()
         .map(|r| {
             json!({
                 "path": r.path,
@@ -121,8 +167,10 @@ impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
         let (method, path) = (req.method.clone(), req.uri.path().to_owned());
+        let query = req.uri.query().map(str::to_owned);
         let read = method == Method::GET || method == Method::HEAD;
         match path.as_str() {
+            "/" if read => self.status_page(query.as_deref()),
             "/health" if read => text(StatusCode::OK, "ok\n"),
             "/ready" if read => {
                 if self.lifecycle.is_draining() {
@@ -152,7 +200,7 @@ impl ServeHttp for Admin {
                     "reload task is not running\n",
                 ),
             },
-            "/health" | "/ready" | "/routes" | "/metrics" => {
+            "/" | "/health" | "/ready" | "/routes" | "/metrics" => {
                 text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
             }
             "/reload" => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),

@@ -3,8 +3,10 @@
 //! and the request target, with no I/O and no Pingora types, so that every
 //! path serving requests takes the same decision from the same code.
 
+use std::sync::Arc;
+
 use http::Method;
-use switchyard_routes::{normalize_path, PathError, Table};
+use switchyard_routes::{normalize_path, Entry, PathError, Table};
 
 /// The parts of the request target the decision looks at.
 #[derive(Debug, Clone, Copy)]
@@ -17,9 +19,9 @@ pub(crate) struct RequestTarget<'a> {
     pub authority: Option<&'a str>,
 }
 
-/// What to do with a request.
+/// What to do with a request; `P` is the table's per-route payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Decision {
+pub(crate) enum Decision<'t, P> {
     /// The main listener's own `/health`.
     Health,
     /// `OPTIONS *` asks about the server, not about a resource: answered by
@@ -30,14 +32,14 @@ pub(crate) enum Decision {
     /// 404: no route; the normalized path, for the answer.
     NoRoute(String),
     /// Forward to a route.
-    Forward(Forward),
+    Forward(Forward<'t, P>),
 }
 
 /// A request to forward, and how it goes upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Forward {
-    /// The route's index in the table.
-    pub route: usize,
+pub(crate) struct Forward<'t, P> {
+    /// The route matched, with its payload.
+    pub route: &'t Arc<Entry<P>>,
     /// The target to send instead of the client's (path and query), when
     /// it differs: a stripped prefix, a normalized path, an absolute-form
     /// target sent on in origin form. `None` sends it as it came.
@@ -48,12 +50,12 @@ pub(crate) struct Forward {
 }
 
 /// The decision for one request against `table`.
-pub(crate) fn decide(
-    table: &Table,
+pub(crate) fn decide<'t, P>(
+    table: &'t Table<P>,
     method: &Method,
     host: Option<&str>,
     target: RequestTarget<'_>,
-) -> Decision {
+) -> Decision<'t, P> {
     if *method == Method::OPTIONS && target.path == "*" && target.authority.is_none() {
         return Decision::ServerOptions;
     }
@@ -70,7 +72,7 @@ pub(crate) fn decide(
     let upstream_path = route.upstream_path(&normalized);
     let rewritten = upstream_path != target.path || target.authority.is_some();
     Decision::Forward(Forward {
-        route: route.index,
+        route,
         target: rewritten.then(|| match target.query {
             Some(q) => format!("{upstream_path}?{q}"),
             None => upstream_path.to_owned(),
@@ -102,7 +104,7 @@ mod tests {
         }
     }
 
-    fn forward(d: Decision) -> Forward {
+    fn forward(d: Decision<'_, ()>) -> Forward<'_, ()> {
         match d {
             Decision::Forward(f) => f,
             other => panic!("expected a forward, got {other:?}"),
@@ -124,7 +126,9 @@ mod tests {
         );
         // OPTIONS on a path is routed like any request.
         assert_eq!(
-            forward(decide(&t, &Method::OPTIONS, Some("a"), origin("/app1/x"))).route,
+            forward(decide(&t, &Method::OPTIONS, Some("a"), origin("/app1/x")))
+                .route
+                .index,
             0
         );
     }
@@ -166,13 +170,10 @@ mod tests {
     #[test]
     fn the_upstream_target_is_rewritten_only_when_it_differs() {
         let t = table();
+        let plain = forward(decide(&t, &Method::GET, Some("a"), origin("/app1/x")));
         assert_eq!(
-            forward(decide(&t, &Method::GET, Some("a"), origin("/app1/x"))),
-            Forward {
-                route: 0,
-                target: None,
-                host: None
-            }
+            (plain.route.index, plain.target, plain.host),
+            (0, None, None)
         );
         let stripped = RequestTarget {
             path: "/app2/x",
@@ -202,7 +203,8 @@ mod tests {
                 Some("DEV.example.com:8080"),
                 origin("/app1")
             ))
-            .route,
+            .route
+            .index,
             2
         );
         let absolute = RequestTarget {
@@ -210,15 +212,12 @@ mod tests {
             query: None,
             authority: Some("dev.example.com"),
         };
+        let filled = forward(decide(&t, &Method::GET, None, absolute));
         assert_eq!(
-            forward(decide(&t, &Method::GET, None, absolute)),
-            Forward {
-                route: 2,
-                target: Some("/app1/x".into()),
-                host: Some("dev.example.com".into())
-            }
+            (filled.route.index, filled.target, filled.host),
+            (2, Some("/app1/x".into()), Some("dev.example.com".into()))
         );
         let with_host = forward(decide(&t, &Method::GET, Some("dev.example.com"), absolute));
-        assert_eq!((with_host.route, with_host.host), (2, None));
+        assert_eq!((with_host.route.index, with_host.host), (2, None));
     }
 }

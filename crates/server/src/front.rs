@@ -23,7 +23,12 @@
 //! from one request to the next, the stop at shutdown. Pingora is pinned to
 //! that version; re-read that impl when upgrading.
 //!
-//! An accepted head is put back in front of the stream's unread bytes
+//! A head inside the fast path's envelope ([`Head::fast`]) is served by
+//! [`crate::fast`] right here, unless `--fast-path off`; the connection
+//! then goes on to its next request in this loop, whichever path that
+//! one takes.
+//!
+//! Any other accepted head is put back in front of the stream's unread bytes
 //! (`Stream::rewind`) and the connection goes on to Pingora exactly as it
 //! came in — except that a request with a chunked body goes on wrapped in a
 //! `ChunkGuard`, which checks the body's framing strictly as Pingora
@@ -45,6 +50,7 @@ use prometheus::{IntCounter, IntGauge};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::chunk_guard::{unwrap_guard, ChunkGuard};
+use crate::fast::{FastPath, Next, Scratch};
 use crate::head::{self, Head, Refusal, Verdict};
 use crate::metrics::RouteMetrics;
 use crate::proxy::Router;
@@ -71,6 +77,8 @@ const READ_CHUNK: usize = 4096;
 /// [`ConnectionSlots`].
 pub(crate) struct Front {
     proxy: Arc<HttpProxy<Router>>,
+    /// `None` with `--fast-path off`.
+    fast: Option<FastPath>,
     limits: FrontLimits,
     slots: Arc<ConnectionSlots>,
     unmatched: RouteMetrics,
@@ -81,6 +89,7 @@ impl Front {
     /// `proxy` serves every request whose head passes.
     pub(crate) fn new(
         proxy: HttpProxy<Router>,
+        fast: Option<FastPath>,
         limits: FrontLimits,
         slots: Arc<ConnectionSlots>,
         unmatched: RouteMetrics,
@@ -88,6 +97,7 @@ impl Front {
     ) -> Self {
         Front {
             proxy: Arc::new(proxy),
+            fast,
             limits,
             slots,
             unmatched,
@@ -126,9 +136,10 @@ impl ServerApp for Front {
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let mut settings: Option<HttpPersistentSettings> = None;
         let mut first = true;
+        let mut scratch: Option<Scratch> = None;
+        let client_ip = peer(&stream).map(|a| a.ip());
         loop {
-            buf.clear();
-            if buf.capacity() > 2 * READ_CHUNK {
+            if buf.is_empty() && buf.capacity() > 2 * READ_CHUNK {
                 // A large head grew it; an idle connection should not keep
                 // that much.
                 buf = BytesMut::with_capacity(READ_CHUNK);
@@ -141,7 +152,26 @@ impl ServerApp for Front {
                     return None;
                 }
             };
+            if let (Some(fast), true) = (&self.fast, head.fast) {
+                let scratch = scratch.get_or_insert_with(Scratch::new);
+                let next = fast
+                    .serve(
+                        &mut stream,
+                        &mut buf,
+                        head.len,
+                        scratch,
+                        client_ip,
+                        shutdown,
+                    )
+                    .await;
+                if next == Next::Close || *shutdown.borrow() {
+                    return None;
+                }
+                first = false;
+                continue;
+            }
             stream = rewind(stream, &buf)?;
+            buf.clear();
             if head.chunked {
                 stream = Box::new(ChunkGuard::new(stream, head.len));
             }
@@ -176,7 +206,7 @@ impl Front {
         shutdown: &ShutdownWatch,
     ) -> HeadRead {
         let mut started = Instant::now();
-        if !first {
+        if !first && buf.is_empty() {
             // Between requests: idle up to the keep-alive timeout, and not
             // past the moment the listeners close.
             let mut stopping = shutdown.clone();

@@ -48,6 +48,12 @@ pub struct Head {
     /// The body is chunked (`Transfer-Encoding` ending in `chunked`): its
     /// framing is checked strictly as it arrives (`front.rs`).
     pub chunked: bool,
+    /// The request is inside the fast path's envelope (`fast.rs`): HTTP/1.1,
+    /// an origin-form target of plain URI characters, one `Host`, no
+    /// `Upgrade`, `Expect` or `CONNECT`, and a body that is absent, one
+    /// `Content-Length` or exactly `chunked`. Anything else goes to
+    /// Pingora.
+    pub fast: bool,
 }
 
 /// Why a request is refused, and what to answer.
@@ -134,6 +140,9 @@ fn judge(buf: &[u8]) -> Parsed {
                     // the size limit is about the latter.
                     Ok(Parsed::Complete(head)) => Parsed::Complete(Head {
                         len: head_end(buf).unwrap_or(buf.len()),
+                        // Pingora rewrites such a target; the fast path
+                        // forwards only what it can take as sent.
+                        fast: false,
                         ..head
                     }),
                     Ok(p) => p,
@@ -155,7 +164,7 @@ fn parse(buf: &[u8]) -> Result<Parsed, httparse::Error> {
     match req.parse_with_uninit_headers(buf, &mut headers)? {
         httparse::Status::Partial => Ok(Parsed::Partial),
         httparse::Status::Complete(len) => Ok(match framing(&req) {
-            Ok(chunked) => Parsed::Complete(Head { len, chunked }),
+            Ok((chunked, fast)) => Parsed::Complete(Head { len, chunked, fast }),
             Err(r) => Parsed::Refuse(r),
         }),
     }
@@ -199,12 +208,15 @@ fn escape_target(buf: &[u8]) -> Option<Vec<u8>> {
 /// The message-framing and authority rules Pingora applies to a parsed
 /// head (RFC 9112 §6.1–6.3, RFC 9110 §8.6, RFC 9112 §3.2), plus one it
 /// leaves out: an HTTP/1.1 request must carry `Host`. Returns whether the
-/// body is chunked.
-fn framing(req: &httparse::Request<'_, '_>) -> Result<bool, Refusal> {
+/// body is chunked, and whether the request is inside the fast path's
+/// envelope ([`Head::fast`]).
+fn framing(req: &httparse::Request<'_, '_>) -> Result<(bool, bool), Refusal> {
     let mut host: Option<&[u8]> = None;
     let mut last_te: Option<&[u8]> = None;
+    let mut te_fields = 0usize;
     let mut length: Option<u64> = None;
     let mut bad_length = false;
+    let mut special = false;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("host") {
             if host.is_some() {
@@ -213,10 +225,22 @@ fn framing(req: &httparse::Request<'_, '_>) -> Result<bool, Refusal> {
             host = Some(h.value);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             last_te = Some(h.value);
+            te_fields += 1;
         } else if h.name.eq_ignore_ascii_case("content-length") {
             bad_length |= !merge_lengths(&mut length, h.value);
+        } else if h.name.eq_ignore_ascii_case("upgrade") || h.name.eq_ignore_ascii_case("expect") {
+            special = true;
         }
     }
+    let fast = !special
+        && req.version == Some(1)
+        && req.method.is_some_and(|m| m != "CONNECT")
+        && req.path.is_some_and(plain_origin_form)
+        && match (last_te, length) {
+            (None, _) => true,
+            (Some(te), None) => te_fields == 1 && te.trim_ascii().eq_ignore_ascii_case(b"chunked"),
+            (Some(_), Some(_)) => false,
+        };
     if host.is_some_and(|h| h.contains(&b'@')) {
         return Err(Refusal::new(400, "userinfo in Host header"));
     }
@@ -247,7 +271,45 @@ fn framing(req: &httparse::Request<'_, '_>) -> Result<bool, Refusal> {
     if host.is_none() && req.version == Some(1) {
         return Err(Refusal::new(400, "missing Host header"));
     }
-    authority(req, host).map(|()| chunked)
+    if fast {
+        // A target of plain URI characters is one the `http` builder in
+        // `authority` accepts: skip building it (an allocation) per request.
+        return Ok((chunked, true));
+    }
+    authority(req, host).map(|()| (chunked, false))
+}
+
+/// An origin-form target (`/path?query`) made only of characters every
+/// parser on the way reads the same: RFC 3986's unreserved and
+/// sub-delimiters, `:`, `@`, `/`, `?` and `%`. No fragment, no space, no
+/// byte above 0x7E, nothing `http`'s URI parser refuses.
+fn plain_origin_form(target: &str) -> bool {
+    target.starts_with('/')
+        && target.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                        | b':'
+                        | b'@'
+                        | b'/'
+                        | b'?'
+                        | b'%'
+                )
+        })
 }
 
 /// Folds one `Content-Length` line into `acc`; false when it is not a
@@ -433,19 +495,52 @@ mod tests {
         let chunked = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n";
         let plain = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx";
         let escaped = "GET /a b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0";
-        for (head, len, is_chunked) in [
-            (chunked, chunked.len() - 3, true),
-            (plain, plain.len() - 1, false),
-            (escaped, escaped.len() - 1, true),
+        for (head, len, is_chunked, fast) in [
+            (chunked, chunked.len() - 3, true, true),
+            (plain, plain.len() - 1, false, true),
+            (escaped, escaped.len() - 1, true, false),
         ] {
             assert_eq!(
                 scan(head.as_bytes(), MAX),
                 Verdict::Complete(Head {
                     len,
-                    chunked: is_chunked
+                    chunked: is_chunked,
+                    fast,
                 }),
                 "{head:?}"
             );
+        }
+    }
+
+    /// The fast path takes plain HTTP/1.1 requests only; everything else
+    /// is accepted as before and goes to Pingora.
+    #[test]
+    fn the_fast_envelope() {
+        let fast = |head: &str| match scan(head.as_bytes(), MAX) {
+            Verdict::Complete(h) => h.fast,
+            v => panic!("{head:?}: {v:?}"),
+        };
+        assert!(fast("GET /a/b?c=d&e=%20 HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(fast(
+            "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n"
+        ));
+        assert!(fast(
+            "POST /a HTTP/1.1\r\nHost: a\r\ntransfer-encoding: Chunked\r\n\r\n"
+        ));
+        for head in [
+            "GET /a HTTP/1.0\r\n\r\n",
+            "GET http://a/b HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /a#f HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /a\"b HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /a{b} HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "POST /a HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+            "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
+            "POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+        ] {
+            assert!(!fast(head), "{head:?}");
         }
     }
 

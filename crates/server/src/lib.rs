@@ -34,6 +34,7 @@
 mod admin;
 mod chunk_guard;
 mod decide;
+mod fast;
 mod fdlimit;
 mod forwarded;
 mod front;
@@ -47,6 +48,8 @@ mod respond;
 mod shutdown;
 pub mod source;
 mod state;
+mod status_page;
+mod upstream_health;
 mod watch;
 
 use std::net::{SocketAddr, TcpListener};
@@ -104,7 +107,15 @@ pub struct ServeConfig {
     /// How long a client may leave a response unread before its
     /// connection is cut; `None` waits for ever.
     pub send_timeout: Option<Duration>,
+    /// Serve plain HTTP/1.1 requests on the fast path (`fast`), the rest
+    /// through pingora-proxy; `false` sends everything through the latter.
+    pub fast_path: bool,
 }
+
+/// Idle upstream connections kept per shard (Pingora's pool) and per
+/// shard and upstream address (the fast path's); at least the expected
+/// client concurrency, or connections churn under load.
+const UPSTREAM_POOL_SIZE: usize = 1024;
 
 /// Why `serve` could not start.
 #[derive(Debug, thiserror::Error)]
@@ -216,13 +227,14 @@ pub fn serve(cfg: ServeConfig) -> Result<Stopped, ServeError> {
     metrics.applied_at_startup(&first.applied());
     let snapshot = Arc::new(ArcSwap::from_pointee(first));
     let lifecycle = Arc::new(Lifecycle::default());
+    let upstream_health = Arc::new(upstream_health::UpstreamHealth::default());
 
     let conf = ServerConf {
         threads: 1,
         work_stealing: false,
         // Idle upstream connections kept per shard; at least the expected
         // client concurrency, or connections churn under load.
-        upstream_keepalive_pool_size: 1024,
+        upstream_keepalive_pool_size: UPSTREAM_POOL_SIZE,
         // Pingora's stock SIGTERM path sleeps this long unconditionally (300 s
         // by default). The drain watcher in `shutdown` ends the process as
         // soon as requests finish, or at the drain timeout; this is only a
@@ -255,21 +267,33 @@ pub fn serve(cfg: ServeConfig) -> Result<Stopped, ServeError> {
         max_header_bytes: cfg.max_header_bytes,
         keepalive_timeout: cfg.keepalive_timeout,
     };
+    let router_options = proxy::RouterOptions {
+        access_log: cfg.access_log,
+        trusted: Arc::clone(&trusted),
+        send_timeout: cfg.send_timeout,
+        upstream_health: Arc::clone(&upstream_health),
+    };
     let mut proxy_services = Vec::with_capacity(shards);
     for shard in 0..shards {
         let router = proxy::Router::new(
             Arc::clone(&snapshot),
             Arc::clone(&lifecycle),
             &metrics,
-            proxy::RouterOptions {
-                access_log: cfg.access_log,
-                trusted: Arc::clone(&trusted),
-                send_timeout: cfg.send_timeout,
-            },
+            router_options.clone(),
         );
         let proxy = pingora_proxy::http_proxy(&server.configuration, router);
+        let fast = cfg.fast_path.then(|| {
+            fast::FastPath::new(
+                Arc::clone(&snapshot),
+                Arc::clone(&lifecycle),
+                &metrics,
+                router_options.clone(),
+                UPSTREAM_POOL_SIZE,
+            )
+        });
         let front = front::Front::new(
             proxy,
+            fast,
             limits.clone(),
             Arc::clone(&slots),
             metrics.route_handles(metrics::UNMATCHED),
@@ -307,6 +331,7 @@ pub fn serve(cfg: ServeConfig) -> Result<Stopped, ServeError> {
             Arc::clone(&snapshot),
             reload_handle,
             Arc::clone(&metrics),
+            Arc::clone(&upstream_health),
         )),
     );
     admin_service.add_tcp(&cfg.admin_listen.to_string());

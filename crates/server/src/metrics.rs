@@ -255,6 +255,16 @@ impl Metrics {
             .set(unix_seconds(table.loaded_at));
     }
 
+    /// The request and upstream-error counters as they stand, for the
+    /// status page: read when the page is asked for, so serving requests
+    /// does no work for it.
+    pub(crate) fn route_counters(&self) -> Vec<prometheus::proto::MetricFamily> {
+        use prometheus::core::Collector;
+        let mut families = self.requests.collect();
+        families.extend(self.upstream_errors.collect());
+        families
+    }
+
     /// The text exposition of everything registered.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();

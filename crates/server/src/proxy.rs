@@ -11,14 +11,14 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::RequestHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
-use switchyard_routes::{PathError, Route};
+use switchyard_routes::Route;
 
 use crate::decide::{decide, Decision, RequestTarget};
 use crate::forwarded::forwarded;
 use crate::lifecycle::{InFlight, Lifecycle};
 use crate::metrics::{CutReason, Metrics, RouteMetrics, UpstreamErrorKind, HEALTH, UNMATCHED};
 use crate::respond;
-use crate::state::{peer_for, RouteRuntime, SharedSnapshot, Snapshot, Target};
+use crate::state::{peer_for, RouteEntry, SharedSnapshot, Target};
 
 /// The `ProxyHttp` implementation behind `--listen`.
 pub(crate) struct Router {
@@ -42,6 +42,9 @@ pub(crate) struct RouterOptions {
     /// a client that stops reading does not hold its connection and the
     /// upstream's for ever. `None` waits.
     pub send_timeout: Option<std::time::Duration>,
+    /// Where each new upstream connection's outcome is recorded, for the
+    /// status page.
+    pub upstream_health: Arc<crate::upstream_health::UpstreamHealth>,
 }
 
 impl Router {
@@ -68,16 +71,18 @@ impl Router {
         if ctx.health {
             return &self.health;
         }
-        ctx.runtime().map_or(&self.unmatched, |rt| &rt.metrics)
+        ctx.route
+            .as_ref()
+            .map_or(&self.unmatched, |r| &r.payload.metrics)
     }
 }
 
-/// Per-request state. The snapshot is taken once, when the request arrives,
-/// and kept for the request's whole life, retries and upgraded streams
-/// included, so a reload never changes a request half-way.
+/// Per-request state. The route is matched once, when the request arrives,
+/// against the snapshot applied then, and kept (with its runtime data) for
+/// the request's whole life, retries and upgraded streams included, so a
+/// reload never changes a request half-way.
 pub(crate) struct RequestCtx {
-    snapshot: Option<Arc<Snapshot>>,
-    route: Option<usize>,
+    route: Option<RouteEntry>,
     /// Upstream index the first attempt used.
     first: usize,
     /// Upstreams tried so far.
@@ -96,17 +101,6 @@ pub(crate) struct RequestCtx {
     _in_flight: InFlight,
 }
 
-impl RequestCtx {
-    fn route(&self) -> Option<(&Route, &Snapshot)> {
-        let snap = self.snapshot.as_deref()?;
-        Some((snap.table.route(self.route?)?, snap))
-    }
-
-    fn runtime(&self) -> Option<&RouteRuntime> {
-        self.snapshot.as_deref()?.runtime.get(self.route?)
-    }
-}
-
 const X_REAL_IP: &str = "x-real-ip";
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
@@ -117,7 +111,6 @@ impl ProxyHttp for Router {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
-            snapshot: None,
             route: None,
             first: 0,
             attempts: 0,
@@ -162,15 +155,7 @@ impl ProxyHttp for Router {
                 return Ok(true);
             }
             Decision::BadPath(why) => {
-                let body = match why {
-                    PathError::EscapesRoot => {
-                        format!("400 bad request: path {:?} climbs above the root\n", target.path)
-                    }
-                    PathError::NotAbsolute => format!(
-                        "400 bad request: request target {:?} is not a path (it must start with /)\n",
-                        target.path
-                    ),
-                };
+                let body = respond::bad_path_body(why, target.path);
                 respond::text(session, 400, body).await?;
                 return Ok(true);
             }
@@ -196,8 +181,7 @@ impl ProxyHttp for Router {
                 req.insert_header(http::header::HOST, host)?;
             }
         }
-        ctx.route = Some(forward.route);
-        ctx.snapshot = Some(snapshot);
+        ctx.route = Some(Arc::clone(forward.route));
         Ok(false)
     }
 
@@ -206,21 +190,12 @@ impl ProxyHttp for Router {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let snapshot = ctx.snapshot.clone();
-        let (route, runtime) = match (&snapshot, ctx.route) {
-            (Some(s), Some(i)) => match (s.table.route(i), s.runtime.get(i)) {
-                (Some(r), Some(rt)) => (r, rt),
-                _ => {
-                    return Error::e_explain(
-                        ErrorType::InternalError,
-                        "route vanished from its snapshot",
-                    )
-                }
-            },
-            _ => {
-                return Error::e_explain(ErrorType::InternalError, "upstream_peer without a route")
-            }
+        // Pingora asks for a peer only after request_filter let the request
+        // through, which it does only with a route.
+        let Some(entry) = ctx.route.clone() else {
+            return Error::e_explain(ErrorType::InternalError, "upstream_peer without a route");
         };
+        let (route, runtime): (&Route, _) = (&entry.route, &entry.payload);
         let n = runtime.targets.len();
         if ctx.attempts == 0 {
             ctx.first = runtime.next_start();
@@ -255,29 +230,48 @@ impl ProxyHttp for Router {
     fn fail_to_connect(
         &self,
         _session: &mut Session,
-        _peer: &HttpPeer,
+        peer: &HttpPeer,
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let Some(rt) = ctx.runtime() {
+        if let Some(addr) = peer._address.as_inet() {
+            self.options.upstream_health.record_connect(*addr, false);
+        }
+        if let Some(entry) = &ctx.route {
             let kind = match e.etype() {
                 ErrorType::ConnectTimedout => UpstreamErrorKind::Timeout,
                 _ => UpstreamErrorKind::Connect,
             };
-            rt.metrics.upstream_error(kind);
+            entry.payload.metrics.upstream_error(kind);
         }
         // A server that refuses (or cannot be reached) is skipped for the
         // next one; the request fails only when every upstream has failed.
         let remaining = ctx
-            .snapshot
+            .route
             .as_ref()
-            .zip(ctx.route)
-            .and_then(|(s, i)| s.runtime.get(i))
-            .is_some_and(|rt| ctx.attempts < rt.targets.len());
+            .is_some_and(|r| ctx.attempts < r.payload.targets.len());
         if remaining {
             e.set_retry(true);
         }
         e
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora_core::protocols::Digest>,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // Only a new connection says the upstream accepts connections now;
+        // a pooled one was opened earlier.
+        if let (false, Some(addr)) = (reused, peer._address.as_inet()) {
+            self.options.upstream_health.record_connect(*addr, true);
+        }
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -413,7 +407,7 @@ impl ProxyHttp for Router {
             },
         };
         ctx.error_code = code;
-        let route = ctx.route().map(|(r, _)| r.key()).unwrap_or_default();
+        let route = ctx.route.as_ref().map(|r| r.key()).unwrap_or_default();
         let upstream_side = *e.esource() == ErrorSource::Upstream;
         // Two ends that are not failures of the upstream: an upgraded
         // connection (a WebSocket) that carried nothing for the route's
@@ -468,8 +462,8 @@ impl ProxyHttp for Router {
                 }
                 _ => Some(UpstreamErrorKind::Other),
             };
-            if let (Some(kind), Some(rt)) = (kind, ctx.runtime()) {
-                rt.metrics.upstream_error(kind);
+            if let (Some(kind), Some(entry)) = (kind, &ctx.route) {
+                entry.payload.metrics.upstream_error(kind);
             }
             tracing::warn!(
                 route = %route,

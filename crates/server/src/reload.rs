@@ -69,7 +69,6 @@ pub(crate) struct Reloader {
     path: PathBuf,
     max_bytes: u64,
     snapshot: SharedSnapshot,
-    last_error: Arc<Mutex<Option<Rejection>>>,
     /// Hash of the last bytes rejected, so the poll does not retry them.
     last_rejected: Mutex<Option<String>>,
     metrics: Arc<Metrics>,
@@ -93,15 +92,9 @@ impl Reloader {
             path,
             max_bytes,
             snapshot,
-            last_error: Arc::new(Mutex::new(None)),
             last_rejected: Mutex::new(None),
             metrics,
         }
-    }
-
-    /// The text of the last rejected reload, `None` once a later one worked.
-    pub(crate) fn last_error_handle(&self) -> Arc<Mutex<Option<Rejection>>> {
-        Arc::clone(&self.last_error)
     }
 
     /// One reload attempt: read (on a blocking thread, so a file that will
@@ -166,17 +159,19 @@ impl Reloader {
                 report.result = ReloadResult::Success;
                 report.generation = next.generation;
                 report.routes = next.table.len();
-                // The one store: every request from here on sees `next`;
-                // requests holding `current` finish on it.
+                // The one store: every request from here on sees `next`
+                // (with no error: it is fresh); requests holding `current`
+                // finish on it.
                 self.snapshot.store(next);
-                self.set_error(None);
                 self.set_rejected(None);
             }
             Ok(None) => {
                 // The applied bytes, read again: whatever failed before
                 // (a file briefly unreadable, a bad edit since undone) is
                 // over, and the report and gauge say so.
-                self.set_error(None);
+                if current.last_error.is_some() {
+                    self.snapshot.store(Arc::new(current.with_error(None)));
+                }
                 self.set_rejected(None);
             }
             Err(rejection) => {
@@ -184,7 +179,10 @@ impl Reloader {
                 report.error = Some(rejection.text.clone());
                 report.errors = rejection.errors.clone();
                 report.omitted_errors = rejection.omitted;
-                self.set_error(Some(rejection));
+                // The same table, now with the error beside it. This
+                // task is the only writer, so nothing came in between.
+                self.snapshot
+                    .store(Arc::new(current.with_error(Some(Arc::new(rejection)))));
             }
         }
         report.duration = started.elapsed();
@@ -242,7 +240,7 @@ impl Reloader {
     }
 
     fn last_attempt_failed(&self) -> bool {
-        self.last_error.lock().map(|l| l.is_some()).unwrap_or(false)
+        self.snapshot.load().last_error.is_some()
     }
 
     fn last_rejected_is(&self, hash: Option<&str>) -> bool {
@@ -255,12 +253,6 @@ impl Reloader {
     fn set_rejected(&self, hash: Option<String>) {
         if let Ok(mut l) = self.last_rejected.lock() {
             *l = hash;
-        }
-    }
-
-    fn set_error(&self, error: Option<Rejection>) {
-        if let Ok(mut l) = self.last_error.lock() {
-            *l = error;
         }
     }
 }
@@ -293,10 +285,15 @@ fn log_report(r: &ReloadReport, trigger: Trigger) {
 }
 
 /// Fills the added/removed/changed lists, keyed by `(host, path)`.
-fn diff(old: &[Route], new: &[Route], report: &mut ReloadReport) {
+fn diff<'a>(
+    old: impl Iterator<Item = &'a Route>,
+    new: impl Iterator<Item = &'a Route> + Clone,
+    report: &mut ReloadReport,
+) {
     let key = |r: &Route| (r.host.clone(), r.path.clone());
-    let old_by_key: HashMap<_, _> = old.iter().map(|r| (key(r), r)).collect();
-    let new_by_key: HashMap<_, _> = new.iter().map(|r| (key(r), r)).collect();
+    let old: Vec<&Route> = old.collect();
+    let old_by_key: HashMap<_, _> = old.iter().map(|r| (key(r), *r)).collect();
+    let new_by_key: HashMap<_, _> = new.clone().map(|r| (key(r), r)).collect();
     for r in new {
         match old_by_key.get(&key(r)) {
             None => report.added.push(r.key()),
@@ -329,7 +326,6 @@ struct Manual {
 #[derive(Clone)]
 pub(crate) struct ReloadHandle {
     tx: mpsc::Sender<Manual>,
-    last_error: Arc<Mutex<Option<Rejection>>>,
 }
 
 impl ReloadHandle {
@@ -338,11 +334,6 @@ impl ReloadHandle {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Manual { trigger, reply }).await.ok()?;
         rx.await.ok()
-    }
-
-    /// The text of the last rejected reload, if the latest attempt failed.
-    pub(crate) fn last_error(&self) -> Option<Rejection> {
-        self.last_error.lock().ok().and_then(|l| l.clone())
     }
 }
 
@@ -359,10 +350,7 @@ pub(crate) fn reload_task(
     poll_interval: Duration,
 ) -> (ReloadTask, ReloadHandle) {
     let (tx, manual) = mpsc::channel(16);
-    let handle = ReloadHandle {
-        tx,
-        last_error: reloader.last_error_handle(),
-    };
+    let handle = ReloadHandle { tx };
     (
         ReloadTask {
             reloader,
@@ -626,6 +614,33 @@ mod tests {
             bad.error.as_deref().is_some_and(|e| e.contains("2:15")),
             "{:?}",
             bad.error
+        );
+    }
+
+    /// The error of a rejected reload is swapped in with the table it left
+    /// serving, in one value: a reader never sees one table's generation
+    /// with another attempt's error, and the table itself is not rebuilt.
+    #[test]
+    fn the_error_travels_with_the_table_it_left_serving() {
+        let d = tmp();
+        let r = reloader(&d);
+        let before = r.snapshot.load_full();
+        r.apply(
+            Ok(b"routes: [x]\n".to_vec()),
+            Trigger::Admin,
+            Instant::now(),
+        );
+        let rejected = r.snapshot.load_full();
+        assert_eq!(rejected.generation, 1);
+        assert!(Arc::ptr_eq(&before.table, &rejected.table));
+        let error = rejected.last_error.as_ref().map(|e| e.text.clone());
+        assert!(error.is_some_and(|e| e.contains("1:10")));
+        let next = b"routes:\n  - path: /b\n    upstream: 127.0.0.1:2\n";
+        r.apply(Ok(next.to_vec()), Trigger::Admin, Instant::now());
+        let applied = r.snapshot.load_full();
+        assert_eq!(
+            (applied.generation, applied.last_error.is_none()),
+            (2, true)
         );
     }
 

@@ -32,3 +32,15 @@ pub(crate) async fn server_options(session: &mut Session) -> Result<()> {
     header.insert_header("content-length", "0")?;
     session.write_response_header(Box::new(header), true).await
 }
+
+/// The body of the 400 for a path that cannot be routed, on either path.
+pub(crate) fn bad_path_body(why: switchyard_routes::PathError, path: &str) -> String {
+    match why {
+        switchyard_routes::PathError::EscapesRoot => {
+            format!("400 bad request: path {path:?} climbs above the root\n")
+        }
+        switchyard_routes::PathError::NotAbsolute => format!(
+            "400 bad request: request target {path:?} is not a path (it must start with /)\n"
+        ),
+    }
+}

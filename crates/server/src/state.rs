@@ -9,9 +9,10 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use pingora_core::upstreams::peer::HttpPeer;
 use sha2::{Digest, Sha256};
-use switchyard_routes::{Route, Table, Upstream, UpstreamHost};
+use switchyard_routes::{Entry, Route, Table, Upstream, UpstreamHost};
 
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::report::Rejection;
 
 /// How to reach one upstream server, prepared when the table is built.
 #[derive(Debug, Clone)]
@@ -27,7 +28,8 @@ pub(crate) enum Target {
     },
 }
 
-/// The per-route runtime data that goes with a compiled [`Route`].
+/// The per-route runtime data that goes with a compiled [`Route`]: the
+/// payload of the snapshot's table.
 #[derive(Debug)]
 pub(crate) struct RouteRuntime {
     /// One target per upstream, in the route's order.
@@ -50,38 +52,49 @@ impl RouteRuntime {
 /// request keeps the `Arc` it started with until it ends.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
-    /// The compiled routes.
-    pub table: Table,
-    /// Runtime data, parallel to `table.routes()`.
-    pub runtime: Vec<RouteRuntime>,
+    /// The compiled routes, each with its runtime data. Shared with the
+    /// snapshot that records a later rejected reload, which changes
+    /// nothing a request sees.
+    pub table: Arc<Table<RouteRuntime>>,
     /// 1 for the table loaded at startup, +1 per applied reload.
     pub generation: u64,
     /// Lowercase hex SHA-256 of the file bytes this table came from.
     pub sha256: String,
     /// When this table was applied.
     pub loaded_at: SystemTime,
+    /// Why the latest reload attempt was rejected, if it was: swapped in
+    /// with the table it left serving, so `/routes` never pairs one
+    /// table's generation with another attempt's error.
+    pub last_error: Option<Arc<Rejection>>,
 }
 
 impl Snapshot {
     /// Prepares a compiled table for serving.
     pub(crate) fn new(table: Table, bytes: &[u8], generation: u64, metrics: &Metrics) -> Self {
-        let runtime = table
-            .routes()
-            .iter()
-            .map(|r| RouteRuntime {
-                targets: r.upstreams.iter().map(|u| target(r, u)).collect(),
-                // Labelled by the route's identity (host and path), so two
-                // routes of one path on different hosts stay apart.
-                metrics: metrics.route_handles(&r.key()),
-                next: AtomicUsize::new(0),
-            })
-            .collect();
+        let table = table.with_payload(|r| RouteRuntime {
+            targets: r.upstreams.iter().map(|u| target(r, u)).collect(),
+            // Labelled by the route's identity (host and path), so two
+            // routes of one path on different hosts stay apart.
+            metrics: metrics.route_handles(&r.key()),
+            next: AtomicUsize::new(0),
+        });
         Snapshot {
-            table,
-            runtime,
+            table: Arc::new(table),
             generation,
             sha256: sha256_hex(bytes),
             loaded_at: SystemTime::now(),
+            last_error: None,
+        }
+    }
+
+    /// The same table, with `last_error` replaced.
+    pub(crate) fn with_error(&self, last_error: Option<Arc<Rejection>>) -> Self {
+        Snapshot {
+            table: Arc::clone(&self.table),
+            generation: self.generation,
+            sha256: self.sha256.clone(),
+            loaded_at: self.loaded_at,
+            last_error,
         }
     }
 }
@@ -124,6 +137,10 @@ fn target(route: &Route, upstream: &Upstream) -> Target {
         },
     }
 }
+
+/// A route of the applied table with its runtime data; a request holds
+/// it for as long as it runs.
+pub(crate) type RouteEntry = Arc<Entry<RouteRuntime>>;
 
 /// The one handle to the applied table. Readers `load` it; only the reload
 /// path stores into it.

@@ -1,0 +1,1220 @@
+//! The fast path: plain HTTP/1.1 requests forwarded by hand, inside
+//! [`crate::front::Front`], on pingora-core's server, listeners and
+//! runtimes but without pingora-proxy's per-request machinery.
+//!
+//! Which requests come here is decided from the head alone
+//! ([`crate::head::Head::fast`]): HTTP/1.1, origin form, one `Host`, no
+//! `Upgrade`, `Expect` or `CONNECT`, a body that is absent, one
+//! `Content-Length` or exactly `chunked`. Everything else (WebSocket
+//! upgrades, `Expect: 100-continue`, HTTP/1.0, absolute form, odd framing)
+//! goes to pingora-proxy as before. Both paths take the routing decision
+//! from [`crate::decide::decide`] on the snapshot current when the request
+//! arrived, and give the same answers (checked by a differential test,
+//! `tests/differential.rs`).
+//!
+//! What it does per request, and the rules it keeps (RFC 9112):
+//! - the upstream request is written from the parsed head: the request
+//!   line (with the route's path rewrite), the client's fields minus the
+//!   hop-by-hop ones and those `Connection` names, then `X-Forwarded-For`,
+//!   `X-Real-IP` and `X-Forwarded-Proto`, as the Pingora path sends them;
+//! - a chunked body (either way) is decoded strictly and framed anew;
+//!   nothing is forwarded that was not parsed;
+//! - the response's framing is judged strictly
+//!   ([`switchyard_h1::response`]); a response it cannot trust is a 502
+//!   and its connection is closed;
+//! - an upstream connection goes back to the shard's [`pool::Pool`] only
+//!   when its response was read to its exact end with nothing after it;
+//! - one snapshot per request, the connection cap, the timeouts, metrics,
+//!   the access log and drain work as on the Pingora path.
+
+mod pool;
+mod wire;
+
+use std::borrow::Cow;
+use std::mem::MaybeUninit;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use http::Method;
+use pingora_core::protocols::Stream;
+use pingora_core::server::ShutdownWatch;
+use pingora_error::ErrorType;
+use prometheus::IntCounter;
+use switchyard_h1::chunked::ChunkedDecoder;
+use switchyard_h1::response::{self as framing, BodyLength, Framing, FramingError};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::chunk_guard::BadChunk;
+use crate::decide::{decide, Decision, RequestTarget};
+use crate::forwarded::forwarded;
+use crate::lifecycle::Lifecycle;
+use crate::metrics::{CutReason, Metrics, RouteMetrics, UpstreamErrorKind, HEALTH, UNMATCHED};
+use crate::proxy::RouterOptions;
+use crate::state::{RouteEntry, RouteRuntime, SharedSnapshot, Snapshot, Target};
+
+pub(crate) use pool::Pool;
+
+/// As many header fields as the head check accepts.
+const MAX_HEADERS: usize = 256;
+/// As many header fields as an upstream response may have (more is a
+/// 502). `httparse` parses responses only into initialised arrays, zeroed
+/// per parse, so this is smaller than the request's.
+const MAX_RESPONSE_HEADERS: usize = 128;
+/// Bytes asked for per read from either side.
+const READ_SIZE: usize = 16 * 1024;
+/// A response body at most this large that is already read goes out in
+/// the same write as its head.
+const INLINE_BODY: usize = 16 * 1024;
+/// Pipelined bytes read from the client while its request is upstream,
+/// at most; beyond that the client is not read until the response is out.
+const MAX_READ_AHEAD: usize = 64 * 1024;
+/// Time allowed for each read of a request body from the client.
+const CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// A per-connection buffer larger than this after a request is dropped,
+/// so an idle keep-alive connection stays small.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
+/// What the connection does after one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Read the next request (its first bytes may already be buffered).
+    KeepAlive,
+    /// Close the connection.
+    Close,
+}
+
+/// Buffers one client connection keeps from one request to the next, so
+/// a request in steady state allocates nothing.
+pub(crate) struct Scratch {
+    /// What is written next, to the upstream or to the client.
+    out: Vec<u8>,
+    /// Bytes read from the upstream.
+    up: BytesMut,
+}
+
+impl Scratch {
+    /// Empty buffers; they grow on first use.
+    pub(crate) fn new() -> Self {
+        Scratch {
+            out: Vec::new(),
+            up: BytesMut::new(),
+        }
+    }
+
+    fn trim(&mut self) {
+        if self.out.capacity() > KEEP_CAPACITY {
+            self.out = Vec::new();
+        }
+        if self.up.capacity() > 2 * KEEP_CAPACITY {
+            self.up = BytesMut::new();
+        }
+    }
+}
+
+/// The fast path of one shard.
+pub(crate) struct FastPath {
+    snapshot: SharedSnapshot,
+    lifecycle: Arc<Lifecycle>,
+    pool: Pool,
+    unmatched: RouteMetrics,
+    health: RouteMetrics,
+    send_timeouts: IntCounter,
+    options: RouterOptions,
+}
+
+/// How the request's body arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReqBody {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// What the head asks for, taken out of the read buffer so the buffer can
+/// move on.
+struct Plan<'s> {
+    action: Action<'s>,
+    body: ReqBody,
+    /// The client asked to close after this request.
+    close: bool,
+    head_request: bool,
+    /// Method and target as received, for the access log (only when it
+    /// is on).
+    log: Option<(String, String)>,
+}
+
+enum Action<'s> {
+    /// Answered by the proxy itself.
+    Answer {
+        status: u16,
+        body: Cow<'static, str>,
+        options: bool,
+        health: bool,
+    },
+    /// Sent to this route; the upstream head is in `Scratch::out`.
+    Forward(&'s RouteEntry),
+}
+
+/// Why no response came from an upstream.
+#[derive(Debug, Clone)]
+enum UpstreamFailure {
+    /// The error type its answer is named after, as on the Pingora path.
+    Error(ErrorType),
+    /// The client went away first.
+    ClientGone,
+    /// The client's chunked body broke its framing.
+    BadBody(BadChunk),
+}
+
+impl FastPath {
+    /// The fast path over the shared snapshot; `pool_size` idle
+    /// connections per upstream address at most.
+    pub(crate) fn new(
+        snapshot: SharedSnapshot,
+        lifecycle: Arc<Lifecycle>,
+        metrics: &Metrics,
+        options: RouterOptions,
+        pool_size: usize,
+    ) -> Self {
+        FastPath {
+            snapshot,
+            lifecycle,
+            pool: Pool::new(pool_size),
+            unmatched: metrics.route_handles(UNMATCHED),
+            health: metrics.route_handles(HEALTH),
+            send_timeouts: metrics.cut_counter(CutReason::SendTimeout),
+            options,
+        }
+    }
+
+    /// Serves the request whose head is the first `head_len` bytes of
+    /// `buf` (checked by [`crate::head::scan`], inside the envelope). On
+    /// return `buf` holds what the client sent after this request.
+    pub(crate) async fn serve(
+        &self,
+        client: &mut Stream,
+        buf: &mut BytesMut,
+        head_len: usize,
+        scratch: &mut Scratch,
+        peer: Option<IpAddr>,
+        shutdown: &ShutdownWatch,
+    ) -> Next {
+        let started = Instant::now();
+        let _in_flight = self.lifecycle.track();
+        let snapshot = self.snapshot.load_full();
+        scratch.out.clear();
+        let Some(plan) = self.plan(&snapshot, &buf[..head_len], peer, &mut scratch.out) else {
+            // head.rs parsed the same bytes; a disagreement is refused, never
+            // let through.
+            return Next::Close;
+        };
+        buf.advance(head_len);
+        let next = match plan.action {
+            Action::Answer {
+                status,
+                ref body,
+                options,
+                health,
+            } => {
+                let metrics = if health {
+                    &self.health
+                } else {
+                    &self.unmatched
+                };
+                let keep = self.skip_body(buf, plan.body) && !plan.close && !*shutdown.borrow();
+                scratch.out.clear();
+                local_answer(
+                    &mut scratch.out,
+                    status,
+                    body,
+                    options,
+                    plan.head_request,
+                    keep,
+                );
+                let sent = self.write_client(client, &scratch.out).await;
+                let code = if sent { status } else { 499 };
+                self.finish(metrics, code, started, &plan, None, 0);
+                if sent && keep {
+                    Next::KeepAlive
+                } else {
+                    Next::Close
+                }
+            }
+            Action::Forward(entry) => {
+                self.forward(client, buf, entry, &plan, scratch, started, shutdown)
+                    .await
+            }
+        };
+        scratch.trim();
+        next
+    }
+
+    /// Reads the head, takes the routing decision and, for a forward,
+    /// writes the upstream request head into `out`.
+    fn plan<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        head: &[u8],
+        peer: Option<IpAddr>,
+        out: &mut Vec<u8>,
+    ) -> Option<Plan<'s>> {
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        match req.parse_with_uninit_headers(head, &mut fields) {
+            Ok(httparse::Status::Complete(n)) if n == head.len() => {}
+            _ => return None,
+        }
+        let (method_text, target) = (req.method?, req.path?);
+        let method = Method::from_bytes(method_text.as_bytes()).ok()?;
+        let headers = &*req.headers;
+        let mut host = None;
+        let mut body = ReqBody::None;
+        for h in headers {
+            if h.name.eq_ignore_ascii_case("host") {
+                host = std::str::from_utf8(h.value).ok();
+            } else if h.name.eq_ignore_ascii_case("content-length") {
+                let n = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
+                body = ReqBody::Length(n);
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                body = ReqBody::Chunked;
+            }
+        }
+        let connection = headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .map(|h| h.value);
+        let close = connection.clone().any(|v| framing::has_token(v, b"close"));
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target, None),
+        };
+        let request_target = RequestTarget {
+            path,
+            query,
+            authority: None,
+        };
+        let log = self
+            .options
+            .access_log
+            .then(|| (method_text.to_owned(), target.to_owned()));
+        let answer = |status, body: Cow<'static, str>| Action::Answer {
+            status,
+            body,
+            options: false,
+            health: false,
+        };
+        let action = match decide(&snapshot.table, &method, host, request_target) {
+            Decision::Forward(f) => {
+                upstream_head(
+                    out,
+                    method_text,
+                    f.target.as_deref().unwrap_or(target),
+                    headers,
+                    connection,
+                    peer,
+                    &self.options.trusted,
+                );
+                Action::Forward(f.route)
+            }
+            Decision::Health => {
+                let draining = self.lifecycle.is_draining();
+                Action::Answer {
+                    status: if draining { 503 } else { 200 },
+                    body: Cow::Borrowed(if draining { "draining\n" } else { "ok\n" }),
+                    options: false,
+                    health: true,
+                }
+            }
+            Decision::ServerOptions => Action::Answer {
+                status: 200,
+                body: Cow::Borrowed(""),
+                options: true,
+                health: false,
+            },
+            Decision::BadPath(why) => {
+                answer(400, Cow::Owned(crate::respond::bad_path_body(why, path)))
+            }
+            Decision::NoRoute(path) => answer(
+                404,
+                Cow::Owned(format!("404 not found: no route for {path}\n")),
+            ),
+        };
+        Some(Plan {
+            action,
+            body,
+            close,
+            head_request: method == Method::HEAD,
+            log,
+        })
+    }
+
+    /// Consumes a request body nobody will read, when it is already here
+    /// in full; false when it is not (the connection then closes).
+    fn skip_body(&self, buf: &mut BytesMut, body: ReqBody) -> bool {
+        match body {
+            ReqBody::None => true,
+            ReqBody::Length(n) => match usize::try_from(n) {
+                Ok(n) if n <= buf.len() => {
+                    buf.advance(n);
+                    true
+                }
+                _ => false,
+            },
+            ReqBody::Chunked => {
+                let mut decoder = ChunkedDecoder::new();
+                match decoder.feed(buf, |_| {}) {
+                    Ok(fed) if fed.done => {
+                        buf.advance(fed.consumed);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    /// Forwards the planned request to the route's upstreams (round robin,
+    /// the next one when a connect fails) and relays the response.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(
+        &self,
+        client: &mut Stream,
+        buf: &mut BytesMut,
+        entry: &RouteEntry,
+        plan: &Plan<'_>,
+        scratch: &mut Scratch,
+        started: Instant,
+        shutdown: &ShutdownWatch,
+    ) -> Next {
+        let route = &entry.route;
+        let rt: &RouteRuntime = &entry.payload;
+        // A body already here in full goes out with the head, and can be
+        // sent again on a fresh connection if a pooled one turns out dead.
+        let mut pending = plan.body;
+        if let ReqBody::Length(n) = plan.body {
+            if let Ok(n) = usize::try_from(n) {
+                if n <= buf.len() {
+                    scratch.out.extend_from_slice(&buf[..n]);
+                    buf.advance(n);
+                    pending = ReqBody::None;
+                }
+            }
+        }
+        let replayable = pending == ReqBody::None;
+        let n = rt.targets.len();
+        let first = rt.next_start();
+        let mut failure = UpstreamFailure::Error(ErrorType::ConnectError);
+        let mut attempts = 0;
+        let mut upstream = None;
+        while attempts < n {
+            let target = &rt.targets[(first + attempts) % n];
+            attempts += 1;
+            let Some(addr) = resolve(target).await else {
+                rt.metrics.upstream_error(UpstreamErrorKind::Connect);
+                continue;
+            };
+            match self.connect(addr, route.connect_timeout).await {
+                Ok((conn, reused)) => {
+                    upstream = Some((conn, reused, addr));
+                    break;
+                }
+                Err(etype) => {
+                    rt.metrics.upstream_error(match etype {
+                        ErrorType::ConnectTimedout => UpstreamErrorKind::Timeout,
+                        _ => UpstreamErrorKind::Connect,
+                    });
+                    failure = UpstreamFailure::Error(etype);
+                }
+            }
+        }
+        let Some((mut conn, mut reused, addr)) = upstream else {
+            return self
+                .fail(
+                    client,
+                    entry,
+                    failure,
+                    plan,
+                    started,
+                    None,
+                    &mut scratch.out,
+                )
+                .await;
+        };
+        let head = loop {
+            let outcome = self
+                .exchange(
+                    client,
+                    buf,
+                    &mut conn,
+                    pending,
+                    entry,
+                    plan.head_request,
+                    scratch,
+                )
+                .await;
+            match outcome {
+                // A pooled connection the upstream had closed: the request
+                // never reached it, so it goes once more on a new one.
+                Err(UpstreamFailure::Error(ErrorType::ConnectionClosed))
+                    if reused && replayable =>
+                {
+                    match self.connect_new(addr, route.connect_timeout).await {
+                        Ok(fresh) => {
+                            conn = fresh;
+                            reused = false;
+                        }
+                        Err(etype) => {
+                            rt.metrics.upstream_error(UpstreamErrorKind::Connect);
+                            let failure = UpstreamFailure::Error(etype);
+                            return self
+                                .fail(
+                                    client,
+                                    entry,
+                                    failure,
+                                    plan,
+                                    started,
+                                    Some(addr),
+                                    &mut scratch.out,
+                                )
+                                .await;
+                        }
+                    }
+                }
+                Err(failure) => {
+                    return self
+                        .fail(
+                            client,
+                            entry,
+                            failure,
+                            plan,
+                            started,
+                            Some(addr),
+                            &mut scratch.out,
+                        )
+                        .await;
+                }
+                Ok(head) => break head,
+            }
+        };
+        let (status, frame, head_len) = head;
+        let keep = !plan.close && !*shutdown.borrow();
+        scratch.out.clear();
+        let rendered = render_response(&scratch.up[..head_len], &mut scratch.out, frame, keep);
+        scratch.up.advance(head_len);
+        if rendered.is_none() {
+            // Parsed once already; cannot fail the second time.
+            return Next::Close;
+        }
+        let relayed = self
+            .relay_body(client, &mut conn, frame, route.read_timeout, scratch)
+            .await;
+        let (code, next) = match relayed {
+            Ok(sent) => {
+                if frame.reusable && scratch.up.is_empty() {
+                    self.pool.checkin(addr, conn);
+                }
+                self.finish(&rt.metrics, status, started, plan, Some(addr), sent);
+                return if keep { Next::KeepAlive } else { Next::Close };
+            }
+            Err(Cut::Client(sent)) => (status, (sent, Next::Close)),
+            Err(Cut::Upstream(kind, sent)) => {
+                rt.metrics.upstream_error(kind);
+                tracing::warn!(
+                    route = %route.key(),
+                    upstream = %addr,
+                    status,
+                    "upstream failed while sending its response body; connection cut"
+                );
+                (status, (sent, Next::Close))
+            }
+        };
+        self.finish(&rt.metrics, code, started, plan, Some(addr), next.0);
+        next.1
+    }
+
+    /// A pooled connection to `addr`, or a new one; whether it was pooled.
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<(TcpStream, bool), ErrorType> {
+        if let Some(conn) = self.pool.checkout(addr) {
+            return Ok((conn, true));
+        }
+        self.connect_new(addr, timeout).await.map(|c| (c, false))
+    }
+
+    async fn connect_new(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<TcpStream, ErrorType> {
+        let conn = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Err(_) => return Err(ErrorType::ConnectTimedout),
+            Ok(Err(e)) => {
+                return Err(match e.kind() {
+                    std::io::ErrorKind::ConnectionRefused => ErrorType::ConnectRefused,
+                    _ => ErrorType::ConnectError,
+                })
+            }
+            Ok(Ok(c)) => c,
+        };
+        // The head and a small body go out in one write; nothing waits
+        // for more.
+        let _ = conn.set_nodelay(true);
+        Ok(conn)
+    }
+
+    /// Sends the request (head in `scratch.out`, the rest of the body from
+    /// the client) and reads the response head into `scratch.up`: its
+    /// status, framing and length. 1xx responses are read past.
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange(
+        &self,
+        client: &mut Stream,
+        buf: &mut BytesMut,
+        conn: &mut TcpStream,
+        body: ReqBody,
+        entry: &RouteEntry,
+        head_request: bool,
+        scratch: &mut Scratch,
+    ) -> Result<(u16, Framing, usize), UpstreamFailure> {
+        let route = &entry.route;
+        let write_timeout = route.read_timeout;
+        write_timed(conn, &scratch.out, write_timeout)
+            .await
+            .map_err(|e| UpstreamFailure::Error(write_error(e)))?;
+        match body {
+            ReqBody::None => {}
+            ReqBody::Length(n) => {
+                send_length_body(client, buf, conn, n, write_timeout).await?;
+            }
+            ReqBody::Chunked => {
+                send_chunked_body(client, buf, conn, &mut scratch.out, write_timeout).await?;
+            }
+        }
+        scratch.up.clear();
+        loop {
+            if scratch.up.capacity() - scratch.up.len() < READ_SIZE / 4 {
+                scratch.up.reserve(READ_SIZE);
+            }
+            // Watch the client meanwhile: one that hangs up is a 499, and
+            // its upstream request is abandoned (nginx does the same).
+            let watch_client = buf.len() < MAX_READ_AHEAD;
+            let read = tokio::time::timeout(route.read_timeout, conn.read_buf(&mut scratch.up));
+            let got = tokio::select! {
+                biased;
+                r = read => r,
+                c = client.read_buf(buf), if watch_client => match c {
+                    Ok(n) if n > 0 => continue,
+                    _ => return Err(UpstreamFailure::ClientGone),
+                },
+            };
+            match got {
+                Err(_) => return Err(UpstreamFailure::Error(ErrorType::ReadTimedout)),
+                Ok(Err(_)) => return Err(UpstreamFailure::Error(ErrorType::ReadError)),
+                Ok(Ok(0)) if scratch.up.is_empty() => {
+                    return Err(UpstreamFailure::Error(ErrorType::ConnectionClosed))
+                }
+                Ok(Ok(0)) => return Err(UpstreamFailure::Error(ErrorType::InvalidHTTPHeader)),
+                Ok(Ok(_)) => {}
+            }
+            // Interim responses (103 Early Hints, a stray 100) are not
+            // passed on: the final one follows, maybe in the same read.
+            loop {
+                match parse_response(&scratch.up, head_request) {
+                    Ok(None) => {
+                        quick_ack(conn);
+                        break;
+                    }
+                    Ok(Some((status, _, len))) if (100..200).contains(&status) && status != 101 => {
+                        scratch.up.advance(len);
+                    }
+                    Ok(Some((101, _, _))) | Err(_) => {
+                        return Err(UpstreamFailure::Error(ErrorType::InvalidHTTPHeader))
+                    }
+                    Ok(Some(head)) => return Ok(head),
+                }
+            }
+        }
+    }
+
+    /// Relays the response body after the head in `scratch.out`; the bytes
+    /// of body sent, or where it broke.
+    async fn relay_body(
+        &self,
+        client: &mut Stream,
+        conn: &mut TcpStream,
+        frame: Framing,
+        read_timeout: Duration,
+        scratch: &mut Scratch,
+    ) -> Result<u64, Cut> {
+        let out = &mut scratch.out;
+        let up = &mut scratch.up;
+        let mut sent: u64 = 0;
+        match frame.body {
+            BodyLength::Empty => {}
+            BodyLength::Length(total) => {
+                let mut left = total;
+                let take = up.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                if take <= INLINE_BODY {
+                    out.extend_from_slice(&up[..take]);
+                    up.advance(take);
+                    left -= take as u64;
+                    sent += take as u64;
+                }
+                self.send(client, out, sent).await?;
+                loop {
+                    let take = up.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    if take > 0 {
+                        self.send(client, &up[..take], sent).await?;
+                        up.advance(take);
+                        left -= take as u64;
+                        sent += take as u64;
+                    }
+                    if left == 0 {
+                        break;
+                    }
+                    up.clear();
+                    read_framed(conn, up, read_timeout, sent).await?;
+                    if (up.len() as u64) < left {
+                        quick_ack(conn);
+                    }
+                }
+            }
+            BodyLength::Chunked => {
+                let mut decoder = ChunkedDecoder::new();
+                loop {
+                    let fed = decoder
+                        .feed(up, |span| {
+                            sent += span.len() as u64;
+                            wire::chunk(out, &up[span]);
+                        })
+                        .map_err(|_| Cut::Upstream(UpstreamErrorKind::Other, sent))?;
+                    up.advance(fed.consumed);
+                    if fed.done {
+                        out.extend_from_slice(wire::LAST_CHUNK);
+                        self.send(client, out, sent).await?;
+                        break;
+                    }
+                    if !out.is_empty() {
+                        self.send(client, out, sent).await?;
+                        out.clear();
+                    }
+                    up.clear();
+                    read_framed(conn, up, read_timeout, sent).await?;
+                    quick_ack(conn);
+                }
+            }
+            BodyLength::UntilClose => {
+                loop {
+                    if !up.is_empty() {
+                        wire::chunk(out, up);
+                        sent += up.len() as u64;
+                        up.clear();
+                    }
+                    if !out.is_empty() {
+                        self.send(client, out, sent).await?;
+                        out.clear();
+                    }
+                    // The upstream's close is this body's end.
+                    if !read_upstream(conn, up, read_timeout, sent).await? {
+                        break;
+                    }
+                }
+                out.extend_from_slice(wire::LAST_CHUNK);
+                self.send(client, out, sent).await?;
+            }
+        }
+        out.clear();
+        Ok(sent)
+    }
+
+    /// Writes to the client within `--send-timeout`; a client that stopped
+    /// reading is cut and counted.
+    async fn send(&self, client: &mut Stream, bytes: &[u8], sent: u64) -> Result<(), Cut> {
+        match self.options.send_timeout {
+            Some(limit) => match tokio::time::timeout(limit, write_flush(client, bytes)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(Cut::Client(sent)),
+                Err(_) => {
+                    self.send_timeouts.inc();
+                    tracing::info!(
+                        reason = CutReason::SendTimeout.label(),
+                        "client stopped reading the response; connection cut after --send-timeout"
+                    );
+                    Err(Cut::Client(sent))
+                }
+            },
+            None => write_flush(client, bytes)
+                .await
+                .map_err(|_| Cut::Client(sent)),
+        }
+    }
+
+    async fn write_client(&self, client: &mut Stream, bytes: &[u8]) -> bool {
+        self.send(client, bytes, 0).await.is_ok()
+    }
+
+    /// Answers a request no upstream answered, as the Pingora path does:
+    /// 502 or 504 naming the route, then closes.
+    #[allow(clippy::too_many_arguments)]
+    async fn fail(
+        &self,
+        client: &mut Stream,
+        entry: &RouteEntry,
+        failure: UpstreamFailure,
+        plan: &Plan<'_>,
+        started: Instant,
+        addr: Option<SocketAddr>,
+        out: &mut Vec<u8>,
+    ) -> Next {
+        let route = entry.route.key();
+        let metrics = &entry.payload.metrics;
+        let (code, body) = match failure {
+            UpstreamFailure::ClientGone => {
+                self.finish(metrics, 499, started, plan, addr, 0);
+                return Next::Close;
+            }
+            UpstreamFailure::BadBody(bad) => {
+                tracing::info!(
+                    target: "switchyard::access",
+                    route = %route,
+                    status = 400,
+                    error = %bad,
+                    "request body refused"
+                );
+                (400, format!("400 bad request: {bad}\n"))
+            }
+            UpstreamFailure::Error(etype) => {
+                let timeout = matches!(
+                    etype,
+                    ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                );
+                if !is_connect_error(&etype) {
+                    // Connect failures were counted per attempt.
+                    metrics.upstream_error(if timeout {
+                        UpstreamErrorKind::Timeout
+                    } else {
+                        UpstreamErrorKind::Other
+                    });
+                }
+                let code = if timeout { 504 } else { 502 };
+                tracing::warn!(
+                    route = %route,
+                    upstream = ?addr,
+                    status = code,
+                    error = etype.as_str(),
+                    "upstream failed"
+                );
+                let body = if timeout {
+                    format!(
+                        "504 gateway timeout: route {route}: upstream timed out ({})\n",
+                        etype.as_str()
+                    )
+                } else {
+                    format!(
+                        "502 bad gateway: route {route}: upstream unreachable or refused ({})\n",
+                        etype.as_str()
+                    )
+                };
+                (code, body)
+            }
+        };
+        out.clear();
+        local_answer(out, code, &body, false, plan.head_request, false);
+        let sent = self.write_client(client, out).await;
+        self.finish(
+            metrics,
+            if sent { code } else { 499 },
+            started,
+            plan,
+            addr,
+            0,
+        );
+        Next::Close
+    }
+
+    /// Counts the request and writes its access-log line.
+    fn finish(
+        &self,
+        metrics: &RouteMetrics,
+        code: u16,
+        started: Instant,
+        plan: &Plan<'_>,
+        upstream: Option<SocketAddr>,
+        bytes: u64,
+    ) {
+        let elapsed = started.elapsed();
+        metrics.request(code, elapsed);
+        if let Some((method, path)) = &plan.log {
+            tracing::info!(
+                target: "switchyard::access",
+                method = method.as_str(),
+                path = path.as_str(),
+                route = metrics.route(),
+                status = code,
+                upstream = upstream.map(tracing::field::display),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                bytes,
+                "request"
+            );
+        }
+    }
+}
+
+/// Where relaying a response body stopped early.
+enum Cut {
+    /// The client went away or stopped reading; body bytes sent so far.
+    Client(u64),
+    /// The upstream failed or broke its framing; body bytes sent so far.
+    Upstream(UpstreamErrorKind, u64),
+}
+
+/// Parses a response head at the start of `up`: `None` while incomplete;
+/// its status, framing and length once complete.
+fn parse_response(
+    up: &[u8],
+    head_request: bool,
+) -> Result<Option<(u16, Framing, usize)>, FramingError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut fields);
+    let len = match resp.parse(up) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(FramingError::BareLineEnding),
+    };
+    framing::check_line_endings(&up[..len])?;
+    let status = resp.code.unwrap_or(0);
+    let frame = framing::framing(
+        status,
+        resp.version == Some(0),
+        resp.headers.iter().map(|h| (h.name, h.value)),
+        head_request,
+    )?;
+    Ok(Some((status, frame, len)))
+}
+
+/// Writes the client's response head: the upstream's status and fields,
+/// minus hop-by-hop ones, with the framing and `Date`/`Connection` the
+/// proxy sets (as Pingora does).
+fn render_response(head: &[u8], out: &mut Vec<u8>, frame: Framing, keep: bool) -> Option<()> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut fields);
+    resp.parse(head).ok()?;
+    let status = resp.code?;
+    out.extend_from_slice(b"HTTP/1.1 ");
+    wire::number(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let connection = resp
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .map(|h| h.value);
+    for h in resp.headers.iter() {
+        if wire::is_hop_by_hop(h.name, connection.clone())
+            || h.name.eq_ignore_ascii_case("content-length")
+            || h.name.eq_ignore_ascii_case("date")
+        {
+            continue;
+        }
+        wire::field(out, h.name.as_bytes(), h.value);
+    }
+    match frame.body {
+        BodyLength::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            wire::number(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyLength::Chunked | BodyLength::UntilClose => {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        BodyLength::Empty => {
+            // A HEAD or 304 answer keeps the length the upstream gave.
+            if let Some(cl) = resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            {
+                wire::field(out, b"Content-Length", cl.value.trim_ascii());
+            }
+        }
+    }
+    wire::date(out);
+    out.extend_from_slice(if keep {
+        b"Connection: keep-alive\r\n\r\n"
+    } else {
+        b"Connection: close\r\n\r\n"
+    });
+    Some(())
+}
+
+/// The upstream request head: request line, the client's end-to-end
+/// fields, and the forwarding fields.
+fn upstream_head<'v>(
+    out: &mut Vec<u8>,
+    method: &str,
+    target: &str,
+    headers: &[httparse::Header<'_>],
+    connection: impl Iterator<Item = &'v [u8]> + Clone,
+    peer: Option<IpAddr>,
+    trusted: &[ipnet::IpNet],
+) {
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut xff: [&str; 8] = [""; 8];
+    let mut xff_lines = 0;
+    let mut proto = None;
+    for h in headers {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            if let (Some(slot), Ok(v)) = (xff.get_mut(xff_lines), std::str::from_utf8(h.value)) {
+                *slot = v;
+                xff_lines += 1;
+            }
+            continue;
+        }
+        if name.eq_ignore_ascii_case("x-forwarded-proto") {
+            proto = std::str::from_utf8(h.value).ok();
+            continue;
+        }
+        if name.eq_ignore_ascii_case("x-real-ip") {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            // The body is framed anew, chunked.
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+            continue;
+        }
+        if wire::is_hop_by_hop(name, connection.clone()) {
+            continue;
+        }
+        wire::field(out, name.as_bytes(), h.value);
+    }
+    match peer {
+        Some(peer) => {
+            let f = forwarded(peer, &xff[..xff_lines], proto, trusted);
+            wire::field(out, b"x-forwarded-for", f.x_forwarded_for.as_bytes());
+            let _ = std::io::Write::write_fmt(out, format_args!("x-real-ip: {}\r\n", f.real_ip));
+            wire::field(out, b"x-forwarded-proto", f.proto.as_bytes());
+        }
+        None => wire::field(out, b"x-forwarded-proto", b"http"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A complete answer of the proxy's own: `text/plain` with a length (or
+/// the `OPTIONS *` answer), as `respond.rs` writes them on the Pingora
+/// path.
+fn local_answer(
+    out: &mut Vec<u8>,
+    status: u16,
+    body: &str,
+    options: bool,
+    head_request: bool,
+    keep: bool,
+) {
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    out.extend_from_slice(b"HTTP/1.1 ");
+    wire::number(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if options {
+        out.extend_from_slice(
+            b"allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\ncontent-length: 0\r\n",
+        );
+    } else {
+        out.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\ncontent-length: ");
+        wire::number(out, body.len() as u64);
+        out.extend_from_slice(b"\r\ncache-control: no-store\r\n");
+    }
+    wire::date(out);
+    out.extend_from_slice(if keep {
+        b"Connection: keep-alive\r\n\r\n"
+    } else {
+        b"Connection: close\r\n\r\n"
+    });
+    if !options && !head_request {
+        out.extend_from_slice(body.as_bytes());
+    }
+}
+
+/// Sends the rest of a `Content-Length` body from the client.
+async fn send_length_body(
+    client: &mut Stream,
+    buf: &mut BytesMut,
+    conn: &mut TcpStream,
+    total: u64,
+    write_timeout: Duration,
+) -> Result<(), UpstreamFailure> {
+    let mut left = total;
+    loop {
+        let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if take > 0 {
+            write_timed(conn, &buf[..take], write_timeout)
+                .await
+                .map_err(|e| UpstreamFailure::Error(write_error(e)))?;
+            buf.advance(take);
+            left -= take as u64;
+        }
+        if left == 0 {
+            return Ok(());
+        }
+        read_client(client, buf).await?;
+    }
+}
+
+/// Decodes the client's chunked body strictly and sends it framed anew.
+async fn send_chunked_body(
+    client: &mut Stream,
+    buf: &mut BytesMut,
+    conn: &mut TcpStream,
+    out: &mut Vec<u8>,
+    write_timeout: Duration,
+) -> Result<(), UpstreamFailure> {
+    let mut decoder = ChunkedDecoder::new();
+    loop {
+        out.clear();
+        let fed = decoder
+            .feed(buf, |span| wire::chunk(out, &buf[span]))
+            .map_err(|error| {
+                UpstreamFailure::BadBody(BadChunk {
+                    error,
+                    offset: decoder.position(),
+                })
+            })?;
+        buf.advance(fed.consumed);
+        if fed.done {
+            out.extend_from_slice(wire::LAST_CHUNK);
+        }
+        if !out.is_empty() {
+            write_timed(conn, out, write_timeout)
+                .await
+                .map_err(|e| UpstreamFailure::Error(write_error(e)))?;
+        }
+        if fed.done {
+            return Ok(());
+        }
+        read_client(client, buf).await?;
+    }
+}
+
+/// Reads more of the request body from the client.
+async fn read_client(client: &mut Stream, buf: &mut BytesMut) -> Result<(), UpstreamFailure> {
+    if buf.capacity() - buf.len() < READ_SIZE / 4 {
+        buf.reserve(READ_SIZE);
+    }
+    match tokio::time::timeout(CLIENT_BODY_TIMEOUT, client.read_buf(buf)).await {
+        Ok(Ok(n)) if n > 0 => Ok(()),
+        _ => Err(UpstreamFailure::ClientGone),
+    }
+}
+
+/// Reads more of the response body; false when the upstream closed.
+async fn read_upstream(
+    conn: &mut TcpStream,
+    up: &mut BytesMut,
+    read_timeout: Duration,
+    sent: u64,
+) -> Result<bool, Cut> {
+    if up.capacity() - up.len() < READ_SIZE / 4 {
+        up.reserve(READ_SIZE);
+    }
+    match tokio::time::timeout(read_timeout, conn.read_buf(up)).await {
+        Ok(Ok(n)) => Ok(n > 0),
+        Ok(Err(_)) => Err(Cut::Upstream(UpstreamErrorKind::Other, sent)),
+        Err(_) => Err(Cut::Upstream(UpstreamErrorKind::Timeout, sent)),
+    }
+}
+
+/// Like [`read_upstream`], for a body with a framed end: closing before it
+/// is an upstream failure.
+async fn read_framed(
+    conn: &mut TcpStream,
+    up: &mut BytesMut,
+    read_timeout: Duration,
+    sent: u64,
+) -> Result<(), Cut> {
+    if read_upstream(conn, up, read_timeout, sent).await? {
+        Ok(())
+    } else {
+        Err(Cut::Upstream(UpstreamErrorKind::Other, sent))
+    }
+}
+
+/// Acknowledges at once what the upstream sent so far. An upstream that
+/// writes its head and its body in two writes without `TCP_NODELAY` waits
+/// for the ACK of the first before sending the second (Nagle), and a
+/// delayed ACK makes that ~40 ms per response on a reused connection. Only
+/// called when a read ended short of the response's end, so the common
+/// one-read response pays nothing.
+fn quick_ack(conn: &TcpStream) {
+    let _ = socket2::SockRef::from(conn).set_tcp_quickack(true);
+}
+
+async fn write_timed<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    bytes: &[u8],
+    limit: Duration,
+) -> Result<(), Option<std::io::Error>> {
+    match tokio::time::timeout(limit, w.write_all(bytes)).await {
+        Ok(r) => r.map_err(Some),
+        Err(_) => Err(None),
+    }
+}
+
+fn write_error(e: Option<std::io::Error>) -> ErrorType {
+    match e {
+        None => ErrorType::WriteTimedout,
+        // A pooled connection the upstream closed while idle.
+        Some(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+            ) =>
+        {
+            ErrorType::ConnectionClosed
+        }
+        Some(_) => ErrorType::WriteError,
+    }
+}
+
+async fn write_flush<W: AsyncWrite + Unpin + ?Sized>(
+    w: &mut W,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    w.write_all(bytes).await?;
+    w.flush().await
+}
+
+/// The address of one upstream: as built with the table, or a DNS name
+/// resolved now (without blocking the runtime), as on the Pingora path.
+async fn resolve(target: &Target) -> Option<SocketAddr> {
+    match target {
+        Target::Ready(peer) => peer._address.as_inet().copied(),
+        Target::Name { host, port } => tokio::net::lookup_host((host.as_str(), *port))
+            .await
+            .ok()?
+            .next(),
+    }
+}
+
+fn is_connect_error(t: &ErrorType) -> bool {
+    matches!(
+        t,
+        ErrorType::ConnectTimedout | ErrorType::ConnectRefused | ErrorType::ConnectError
+    )
+}
