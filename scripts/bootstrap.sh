@@ -8,6 +8,12 @@
 #                 (deploy/build-image.sh) and runs it as the Deployment does;
 #                 runc, because crun refuses this kind of machine's hybrid
 #                 cgroup mount (docs/image.md)
+#   chromium    - tests/browser.rs and tests/vite.rs drive Debian's headless
+#                 Chromium over the DevTools protocol (nothing is downloaded
+#                 at run time)
+#   node, npm   - tests/vite.rs runs a real Vite dev server, installed with
+#                 `npm ci` from tests/fixtures/vite/package-lock.json into
+#                 target/tmp (the npm registry must be reachable once)
 # Set SWITCHYARD_BOOTSTRAP=build to install only what building needs.
 # Safe to run again; prints what it installs.
 set -euo pipefail
@@ -51,5 +57,18 @@ if [ "${SWITCHYARD_BOOTSTRAP:-all}" != build ]; then
   if ! have podman || ! have runc; then
     echo "bootstrap: installing podman and runc (for tests/image.rs)" >&2
     apt_install podman runc || { echo "bootstrap: cannot install podman and runc; install them and retry" >&2; exit 1; }
+  fi
+  if ! have chromium; then
+    echo "bootstrap: installing chromium (headless, for tests/browser.rs and tests/vite.rs)" >&2
+    apt_install chromium || { echo "bootstrap: cannot install chromium; install it (or set SWITCHYARD_TEST_CHROMIUM) and retry" >&2; exit 1; }
+  fi
+  # Debian's nodejs (18) is new enough for the Vite the fixture pins; a
+  # newer node already on the machine is kept.
+  if ! have node; then
+    echo "bootstrap: installing nodejs and npm (for tests/vite.rs)" >&2
+    apt_install nodejs npm || { echo "bootstrap: cannot install nodejs and npm; install them and retry" >&2; exit 1; }
+  elif ! have npm; then
+    echo "bootstrap: installing npm (for tests/vite.rs)" >&2
+    apt_install npm || { echo "bootstrap: cannot install npm; install it and retry" >&2; exit 1; }
   fi
 fi

@@ -441,7 +441,8 @@ async fn access_log_lines_and_switch() {
     );
 }
 
-/// `GET /metrics` only; other admin paths are 404 and wrong methods 405.
+/// `GET /metrics` only; unknown admin paths are 404 and wrong methods 405
+/// (`GET /` is the status page, tested in `browser.rs`).
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_endpoints_methods() {
     let proxy = Proxy::start("routes: []\n").await;
@@ -456,7 +457,8 @@ async fn admin_endpoints_methods() {
         (reqwest::Method::POST, "/metrics", 405),
         (reqwest::Method::GET, "/reload", 405),
         (reqwest::Method::GET, "/metricsx", 404),
-        (reqwest::Method::GET, "/", 404),
+        (reqwest::Method::GET, "/status", 404),
+        (reqwest::Method::DELETE, "/", 405),
     ] {
         let r = c
             .request(method.clone(), proxy.admin_url(path))

@@ -15,6 +15,7 @@ mod browser;
 mod cli;
 mod config_limits;
 mod deploy;
+mod differential;
 mod hardening;
 mod image;
 mod import_nginx;

@@ -11,7 +11,10 @@
 //! work, hiding a broken proxy. So the test checks, from the browser's own
 //! network log, that every request and WebSocket the page opened went to
 //! the proxy, and, from the proxy's access log, that the socket was
-//! upgraded there.
+//! upgraded there. (With `--port 0` Vite's fallback address carries port 0
+//! and fails too; the checks do not rely on that. Started on a fixed port
+//! with the socket's path routed to a dead upstream, HMR kept working over
+//! the fallback and only the network-log check failed the test.)
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -111,29 +114,11 @@ impl Vite {
             .spawn()
             .expect("spawn vite (is node installed?)");
         let output = Arc::new(Mutex::new(String::new()));
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let output = Arc::clone(&output);
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(pipe).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if let Ok(mut o) = output.lock() {
-                        o.push_str(&line);
-                        o.push('\n');
-                    }
-                }
-            });
+        if let Some(out) = child.stdout.take() {
+            collect_lines(out, Arc::clone(&output));
+        }
+        if let Some(err) = child.stderr.take() {
+            collect_lines(err, Arc::clone(&output));
         }
         let mut vite = Vite {
             child,
@@ -155,6 +140,22 @@ impl Vite {
     fn output(&self) -> String {
         self.output.lock().map(|o| o.clone()).unwrap_or_default()
     }
+}
+
+/// Appends each line `pipe` yields to `output`, until it closes.
+fn collect_lines(
+    pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    output: Arc<Mutex<String>>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(mut o) = output.lock() {
+                o.push_str(&line);
+                o.push('\n');
+            }
+        }
+    });
 }
 
 impl Drop for Vite {
@@ -218,8 +219,8 @@ async fn vite_behind_a_prefix_hot_updates_through_the_proxy_across_a_reload() {
     // The recipe: the route keeps the prefix; Vite serves under base.
     let other = Upstream::start("other").await;
     let v1 = format!(
-        "routes:\n  - path: /app1/index.html\n    upstream: 127.0.0.1:{p}\n  - path: /app1/@vite\n    upstream: 127.0.0.1:{p}\n  - path: /app1/main.js\n    upstream: 127.0.0.1:{p}\n  - path: /app1/render.js\n    upstream: 127.0.0.1:{p}\n  - path: /app1\n    upstream: 127.0.0.1:1\n",
-        p = vite.port
+        "routes:\n  - path: /app1\n    upstream: 127.0.0.1:{}\n",
+        vite.port
     );
     let proxy = Proxy::start(&v1).await;
     let origin = format!("http://{HOST}:{}", proxy.addr.port());
@@ -232,7 +233,7 @@ async fn vite_behind_a_prefix_hot_updates_through_the_proxy_across_a_reload() {
     .await;
     let start = browser.mark();
     browser
-        .navigate(&format!("{origin}/app1/index.html"))
+        .navigate(&format!("{origin}/app1/"))
         .await
         .unwrap_or_else(|e| panic!("{e}\nvite said:\n{}", vite.output()));
     assert_eq!(
@@ -241,24 +242,6 @@ async fn vite_behind_a_prefix_hot_updates_through_the_proxy_across_a_reload() {
         "vite said:\n{}",
         vite.output()
     );
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    for e in browser.events_since(start) {
-        if e.method.starts_with("Network.response")
-            || e.method == "Network.loadingFailed"
-            || e.method == "Runtime.consoleAPICalled"
-            || e.method == "Runtime.exceptionThrown"
-        {
-            eprintln!(
-                "{} {}",
-                e.method,
-                serde_json::to_string(&e.params)
-                    .unwrap()
-                    .chars()
-                    .take(300)
-                    .collect::<String>()
-            );
-        }
-    }
     // The module ran, and the HMR client says it is connected.
     eventually("the module to render", || async {
         let v = browser

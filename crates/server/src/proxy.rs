@@ -316,6 +316,13 @@ impl ProxyHttp for Router {
         upstream_response: &mut pingora_http::ResponseHeader,
         _ctx: &mut RequestCtx,
     ) -> Result<()> {
+        strip_hop_by_hop(upstream_response);
+        // The proxy speaks its own version to the client (RFC 9110 §6.2),
+        // whatever the upstream's; Pingora would echo an HTTP/1.0 status
+        // line to an HTTP/1.1 client. The fast path does the same.
+        if session.req_header().version == http::Version::HTTP_11 {
+            upstream_response.set_version(http::Version::HTTP_11);
+        }
         // RFC 9112 §6.1: a server must not send Transfer-Encoding to an
         // HTTP/1.0 client, which cannot decode it. Pingora has already
         // de-chunked the upstream's body; without the header the body goes
@@ -510,6 +517,34 @@ impl ProxyHttp for Router {
             error_code: code,
             can_reuse_downstream: written && !closing,
         }
+    }
+}
+
+/// Removes the response fields that describe the upstream connection,
+/// not the message (RFC 9110 §7.6.1): those `Connection` names, then
+/// `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer` and `Upgrade` (on a
+/// response that is not a 101). Pingora forwards them; the fast path does
+/// not, and both must send the same. `Connection` and the framing fields
+/// Pingora sets itself.
+fn strip_hop_by_hop(resp: &mut pingora_http::ResponseHeader) {
+    let named: Vec<String> = resp
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive" && t != "upgrade")
+        .collect();
+    for name in &named {
+        resp.remove_header(name.as_str());
+    }
+    let mut fixed = vec!["keep-alive", "proxy-connection", "te", "trailer"];
+    if resp.status != http::StatusCode::SWITCHING_PROTOCOLS {
+        fixed.push("upgrade");
+    }
+    for name in fixed {
+        resp.remove_header(name);
     }
 }
 

@@ -137,8 +137,8 @@ pub(crate) struct PageInput<'a> {
     pub refresh: Option<u32>,
 }
 
-/// The longest automatic refresh period honoured, and the shortest: an
-/// open tab must not turn into a load generator.
+/// The shortest and longest automatic refresh periods honoured, in
+/// seconds: an open tab must not turn into a load generator.
 const REFRESH_RANGE: (u32, u32) = (1, 3600);
 
 /// The `refresh` parameter of a query string, clamped; `None` when absent
@@ -178,9 +178,9 @@ fn write_page(out: &mut String, p: &PageInput<'_>) -> fmt::Result {
     if let Some(secs) = p.refresh {
         write!(out, "<meta http-equiv=\"refresh\" content=\"{secs}\">")?;
     }
-    write!(
+    writeln!(
         out,
-        "<title>Switchyard: generation {}</title><style>{STYLE}</style></head><body>\n",
+        "<title>Switchyard: generation {}</title><style>{STYLE}</style></head><body>",
         p.applied.generation
     )?;
     let (state_class, state) = if p.draining {
@@ -188,10 +188,10 @@ fn write_page(out: &mut String, p: &PageInput<'_>) -> fmt::Result {
     } else {
         ("state", "serving")
     };
-    write!(
+    writeln!(
         out,
         "<h1>Switchyard</h1><p><span class=\"{state_class}\" id=\"state\">{state}</span> \
-         rendered {}</p>\n",
+         rendered {}</p>",
         Esc(&rfc3339(p.now))
     )?;
     write_applied(out, p)?;
@@ -209,13 +209,13 @@ fn write_page(out: &mut String, p: &PageInput<'_>) -> fmt::Result {
 
 fn write_applied(out: &mut String, p: &PageInput<'_>) -> fmt::Result {
     let a = &p.applied;
-    write!(
+    writeln!(
         out,
         "<section id=\"applied\"><h2>Applied configuration</h2><dl>\
          <dt>Generation</dt><dd id=\"generation\">{}</dd>\
          <dt>File SHA-256</dt><dd><code id=\"sha256\">{}</code></dd>\
          <dt>Loaded</dt><dd id=\"loaded-at\">{} <span class=\"muted\">({})</span></dd>\
-         <dt>Routes</dt><dd>{}</dd></dl></section>\n",
+         <dt>Routes</dt><dd>{}</dd></dl></section>",
         a.generation,
         Esc(a.sha256),
         Esc(&rfc3339(a.loaded_at)),
@@ -233,20 +233,20 @@ fn write_rejection(out: &mut String, p: &PageInput<'_>) -> fmt::Result {
         );
         return Ok(());
     };
-    write!(
+    writeln!(
         out,
         "<section id=\"last-rejection\" class=\"rejected\"><h2>Last rejected reload</h2>\
          <p class=\"bad\">The file was rejected; generation {} keeps serving. \
          Fix the file (check it with <code>switchyard check</code>) and save it again.</p>\
          <table><thead><tr><th>File</th><th>Line</th><th>Column</th><th>Route</th>\
-         <th>Problem</th></tr></thead><tbody>\n",
+         <th>Problem</th></tr></thead><tbody>",
         p.applied.generation
     )?;
     for e in &r.errors {
-        write!(
+        writeln!(
             out,
             "<tr class=\"problem\"><td><code>{}</code></td><td class=\"n line\">{}</td>\
-             <td class=\"n column\">{}</td><td>{}</td><td class=\"message\">{}</td></tr>\n",
+             <td class=\"n column\">{}</td><td>{}</td><td class=\"message\">{}</td></tr>",
             Esc(&e.file),
             OrDash(e.line),
             OrDash(e.column),
@@ -407,10 +407,10 @@ fn write_upstreams(out: &mut String, p: &PageInput<'_>) -> fmt::Result {
             .map(|route| route.key())
             .collect();
         let addr = addr.to_string();
-        write!(
+        writeln!(
             out,
             "<tr class=\"upstream\" data-upstream=\"{}\"><td><code>{}</code></td><td class=\"{}\">{}</td>\
-             <td>{} <span class=\"muted\">({})</span></td><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>\n",
+             <td>{} <span class=\"muted\">({})</span></td><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
             Esc(&addr),
             Esc(&addr),
             if r.ok { "ok" } else { "bad" },
@@ -464,8 +464,6 @@ fn ago(now: SystemTime, then: SystemTime) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use super::*;
     use crate::metrics::Metrics;
     use crate::metrics::UpstreamErrorKind;

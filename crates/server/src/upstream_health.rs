@@ -122,8 +122,6 @@ fn update(record: &mut ConnectRecord, ok: bool, at: SystemTime) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
-
     use super::*;
     use std::time::Duration;
 

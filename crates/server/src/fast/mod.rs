@@ -404,6 +404,28 @@ impl FastPath {
             }
         }
         let replayable = pending == ReqBody::None;
+        if pending == ReqBody::Chunked {
+            // A chunked body already broken in what has arrived is refused
+            // before anything goes upstream.
+            let mut check = ChunkedDecoder::new();
+            if let Err(error) = check.feed(buf, |_| {}) {
+                let bad = BadChunk {
+                    error,
+                    offset: check.position(),
+                };
+                return self
+                    .fail(
+                        client,
+                        entry,
+                        UpstreamFailure::BadBody(bad),
+                        plan,
+                        started,
+                        None,
+                        &mut scratch.out,
+                    )
+                    .await;
+            }
+        }
         let n = rt.targets.len();
         let first = rt.next_start();
         let mut failure = UpstreamFailure::Error(ErrorType::ConnectError);
@@ -552,7 +574,13 @@ impl FastPath {
         addr: SocketAddr,
         timeout: Duration,
     ) -> Result<TcpStream, ErrorType> {
-        let conn = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        let connected = tokio::time::timeout(timeout, TcpStream::connect(addr)).await;
+        // For the status page: a new connection says how the upstream is
+        // now; a pooled one does not.
+        self.options
+            .upstream_health
+            .record_connect(addr, matches!(connected, Ok(Ok(_))));
+        let conn = match connected {
             Err(_) => return Err(ErrorType::ConnectTimedout),
             Ok(Err(e)) => {
                 return Err(match e.kind() {
@@ -622,8 +650,8 @@ impl FastPath {
                 Ok(Ok(0)) => return Err(UpstreamFailure::Error(ErrorType::InvalidHTTPHeader)),
                 Ok(Ok(_)) => {}
             }
-            // Interim responses (103 Early Hints, a stray 100) are not
-            // passed on: the final one follows, maybe in the same read.
+            // Interim responses come first; the final one may follow in
+            // the same read.
             loop {
                 match parse_response(&scratch.up, head_request) {
                     Ok(None) => {
@@ -631,6 +659,15 @@ impl FastPath {
                         break;
                     }
                     Ok(Some((status, _, len))) if (100..200).contains(&status) && status != 101 => {
+                        // Passed on as they come (103 Early Hints), except
+                        // a 100 Continue nobody asked for.
+                        if status != 100 {
+                            scratch.out.clear();
+                            render_interim(&scratch.up[..len], &mut scratch.out);
+                            if self.send(client, &scratch.out, 0).await.is_err() {
+                                return Err(UpstreamFailure::ClientGone);
+                            }
+                        }
                         scratch.up.advance(len);
                     }
                     Ok(Some((101, _, _))) | Err(_) => {
@@ -656,7 +693,7 @@ impl FastPath {
         let up = &mut scratch.up;
         let mut sent: u64 = 0;
         match frame.body {
-            BodyLength::Empty => {}
+            BodyLength::Empty => self.send(client, out, 0).await?,
             BodyLength::Length(total) => {
                 let mut left = total;
                 let take = up.len().min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -898,64 +935,111 @@ fn parse_response(
     Ok(Some((status, frame, len)))
 }
 
-/// Writes the client's response head: the upstream's status and fields,
-/// minus hop-by-hop ones, with the framing and `Date`/`Connection` the
-/// proxy sets (as Pingora does).
+/// Writes the client's response head: the upstream's status and fields
+/// in their order, minus hop-by-hop ones, with the framing and the
+/// `Date`/`Connection` the proxy sets. Where Pingora replaces a field it
+/// does so in place and appends the ones it adds; so does this, so both
+/// paths send the same bytes.
 fn render_response(head: &[u8], out: &mut Vec<u8>, frame: Framing, keep: bool) -> Option<()> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut fields);
     resp.parse(head).ok()?;
     let status = resp.code?;
-    out.extend_from_slice(b"HTTP/1.1 ");
-    wire::number(out, u64::from(status));
-    out.push(b' ');
-    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    status_line(out, status, resp.reason.unwrap_or(""));
+    let connection_value: &[u8] = if keep { b"keep-alive" } else { b"close" };
+    let connection = resp
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .map(|h| h.value);
+    let (mut wrote_length, mut wrote_coding, mut wrote_date, mut wrote_connection) =
+        (false, false, false, false);
+    for h in resp.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("connection") {
+            if !wrote_connection {
+                wire::field(out, name.as_bytes(), connection_value);
+                wrote_connection = true;
+            }
+        } else if name.eq_ignore_ascii_case("date") {
+            if !wrote_date {
+                wire::date_named(out, name.as_bytes());
+                wrote_date = true;
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let keep_length = matches!(frame.body, BodyLength::Length(_) | BodyLength::Empty);
+            if keep_length && !wrote_length {
+                wire::field(out, name.as_bytes(), length_value(h.value));
+                wrote_length = true;
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            if frame.body == BodyLength::Chunked && !wrote_coding {
+                wire::field(out, name.as_bytes(), h.value);
+                wrote_coding = true;
+            }
+        } else if !wire::is_hop_by_hop(name, connection.clone()) {
+            wire::field(out, name.as_bytes(), h.value);
+        }
+    }
+    if matches!(frame.body, BodyLength::Chunked | BodyLength::UntilClose) && !wrote_coding {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    if !wrote_date {
+        wire::date(out);
+    }
+    if !wrote_connection {
+        wire::field(out, b"Connection", connection_value);
+    }
     out.extend_from_slice(b"\r\n");
+    Some(())
+}
+
+/// The first value of a `Content-Length` field already judged valid
+/// (`5, 5` is sent as `5`).
+fn length_value(value: &[u8]) -> &[u8] {
+    value
+        .split(|&b| b == b',')
+        .next()
+        .unwrap_or(value)
+        .trim_ascii()
+}
+
+/// Writes an interim (1xx) response head on to the client: its status
+/// and end-to-end fields, nothing added.
+fn render_interim(head: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut fields);
+    resp.parse(head).ok()?;
+    status_line(out, resp.code?, resp.reason.unwrap_or(""));
     let connection = resp
         .headers
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("connection"))
         .map(|h| h.value);
     for h in resp.headers.iter() {
-        if wire::is_hop_by_hop(h.name, connection.clone())
-            || h.name.eq_ignore_ascii_case("content-length")
-            || h.name.eq_ignore_ascii_case("date")
-        {
-            continue;
-        }
-        wire::field(out, h.name.as_bytes(), h.value);
-    }
-    match frame.body {
-        BodyLength::Length(n) => {
-            out.extend_from_slice(b"Content-Length: ");
-            wire::number(out, n);
-            out.extend_from_slice(b"\r\n");
-        }
-        BodyLength::Chunked | BodyLength::UntilClose => {
-            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-        }
-        BodyLength::Empty => {
-            // A HEAD or 304 answer keeps the length the upstream gave.
-            if let Some(cl) = resp
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-            {
-                wire::field(out, b"Content-Length", cl.value.trim_ascii());
-            }
+        if !wire::is_hop_by_hop(h.name, connection.clone()) {
+            wire::field(out, h.name.as_bytes(), h.value);
         }
     }
-    wire::date(out);
-    out.extend_from_slice(if keep {
-        b"Connection: keep-alive\r\n\r\n"
-    } else {
-        b"Connection: close\r\n\r\n"
-    });
+    out.extend_from_slice(b"\r\n");
     Some(())
 }
 
+/// `HTTP/1.1 <status> <reason>\r\n`: the proxy speaks its own version,
+/// whatever the upstream's (RFC 9110 §6.2).
+fn status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    wire::number(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// The upstream request head: request line, the client's end-to-end
-/// fields, and the forwarding fields.
+/// fields, and the forwarding fields. Pingora's path removes
+/// `X-Forwarded-For` and sets it anew, and sets `X-Real-IP` and
+/// `X-Forwarded-Proto` (in place when the client sent them); the bytes
+/// here come out in the same order.
 fn upstream_head<'v>(
     out: &mut Vec<u8>,
     method: &str,
@@ -973,24 +1057,45 @@ fn upstream_head<'v>(
     let mut xff_lines = 0;
     let mut proto = None;
     for h in headers {
-        let name = h.name;
-        if name.eq_ignore_ascii_case("x-forwarded-for") {
+        if h.name.eq_ignore_ascii_case("x-forwarded-for") {
             if let (Some(slot), Ok(v)) = (xff.get_mut(xff_lines), std::str::from_utf8(h.value)) {
                 *slot = v;
                 xff_lines += 1;
             }
-            continue;
-        }
-        if name.eq_ignore_ascii_case("x-forwarded-proto") {
+        } else if h.name.eq_ignore_ascii_case("x-forwarded-proto") && proto.is_none() {
             proto = std::str::from_utf8(h.value).ok();
+        }
+    }
+    let forwarded = peer.map(|peer| forwarded(peer, &xff[..xff_lines], proto, trusted));
+    let write_real_ip = |out: &mut Vec<u8>| {
+        if let Some(f) = &forwarded {
+            let _ = std::io::Write::write_fmt(out, format_args!("x-real-ip: {}\r\n", f.real_ip));
+        }
+    };
+    let proto_value = forwarded.as_ref().map_or("http", |f| f.proto);
+    let (mut wrote_real_ip, mut wrote_proto, mut chunked) = (false, false, false);
+    for h in headers {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
             continue;
         }
         if name.eq_ignore_ascii_case("x-real-ip") {
+            if !wrote_real_ip {
+                write_real_ip(out);
+                wrote_real_ip = true;
+            }
+            continue;
+        }
+        if name.eq_ignore_ascii_case("x-forwarded-proto") {
+            if !wrote_proto {
+                wire::field(out, b"x-forwarded-proto", proto_value.as_bytes());
+                wrote_proto = true;
+            }
             continue;
         }
         if name.eq_ignore_ascii_case("transfer-encoding") {
-            // The body is framed anew, chunked.
-            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+            // The body is framed anew; the field goes last.
+            chunked = true;
             continue;
         }
         if wire::is_hop_by_hop(name, connection.clone()) {
@@ -998,14 +1103,17 @@ fn upstream_head<'v>(
         }
         wire::field(out, name.as_bytes(), h.value);
     }
-    match peer {
-        Some(peer) => {
-            let f = forwarded(peer, &xff[..xff_lines], proto, trusted);
-            wire::field(out, b"x-forwarded-for", f.x_forwarded_for.as_bytes());
-            let _ = std::io::Write::write_fmt(out, format_args!("x-real-ip: {}\r\n", f.real_ip));
-            wire::field(out, b"x-forwarded-proto", f.proto.as_bytes());
-        }
-        None => wire::field(out, b"x-forwarded-proto", b"http"),
+    if let Some(f) = &forwarded {
+        wire::field(out, b"x-forwarded-for", f.x_forwarded_for.as_bytes());
+    }
+    if !wrote_real_ip {
+        write_real_ip(out);
+    }
+    if !wrote_proto {
+        wire::field(out, b"x-forwarded-proto", proto_value.as_bytes());
+    }
+    if chunked {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -1025,11 +1133,7 @@ fn local_answer(
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("");
-    out.extend_from_slice(b"HTTP/1.1 ");
-    wire::number(out, u64::from(status));
-    out.push(b' ');
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    status_line(out, status, reason);
     if options {
         out.extend_from_slice(
             b"allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\ncontent-length: 0\r\n",

@@ -48,7 +48,8 @@ pub(crate) fn chunk(out: &mut Vec<u8>, data: &[u8]) {
         return;
     }
     // Writing to a Vec cannot fail.
-    let _ = write!(out, "{:x}\r\n", data.len());
+    // Upper-case hex, as Pingora writes it.
+    let _ = write!(out, "{:X}\r\n", data.len());
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
 }
@@ -69,6 +70,11 @@ thread_local! {
 
 /// Appends `Date: <IMF-fixdate>\r\n` for now.
 pub(crate) fn date(out: &mut Vec<u8>) {
+    date_named(out, b"Date");
+}
+
+/// Appends the `Date` field for now, its name spelled `name`.
+pub(crate) fn date_named(out: &mut Vec<u8>, name: &[u8]) {
     let now = SystemTime::now();
     let secs = now
         .duration_since(UNIX_EPOCH)
@@ -83,7 +89,7 @@ pub(crate) fn date(out: &mut Vec<u8>) {
                 cached.0 = secs;
             }
         }
-        field(out, b"Date", &cached.1);
+        field(out, name, &cached.1);
     });
 }
 
@@ -108,7 +114,7 @@ mod tests {
         chunk(&mut out, &[b'a'; 26]);
         chunk(&mut out, b"");
         out.extend_from_slice(LAST_CHUNK);
-        let mut want = b"1a\r\n".to_vec();
+        let mut want = b"1A\r\n".to_vec();
         want.extend_from_slice(&[b'a'; 26]);
         want.extend_from_slice(b"\r\n0\r\n\r\n");
         assert_eq!(out, want);
