@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Fuzzes the routes file parser, path normalization and the request-head
-# check with cargo-fuzz (libFuzzer): each target in
-# fuzz/ runs for a fixed time, one after the other.
+# Fuzzes the routes file parser, path normalization, the request-head
+# check, the fast path's response-head framing and the chunked body decoder
+# with cargo-fuzz (libFuzzer): each target in fuzz/ runs for a fixed time,
+# one after the other.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
 #   SECONDS        time per target; default $FUZZ_SECONDS, else 300
-#   TARGET         parse_compile, normalize, request_head; default: all
+#   TARGET         parse_compile, normalize, request_head, response_head,
+#                  chunked; default: all
 #
 #   e.g. scripts/fuzz.sh 60; FUZZ_SECONDS=900 scripts/fuzz.sh normalize
 #
@@ -53,7 +55,7 @@ nice_level="${FUZZ_NICE:-15}"
 sanitizer="${FUZZ_SANITIZER:-address}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(parse_compile normalize request_head)
+  targets=(parse_compile normalize request_head response_head chunked)
 fi
 
 export RUSTC_BOOTSTRAP=1

@@ -267,7 +267,8 @@ fn check(path: &std::path::Path, max_config_bytes: u64) -> u8 {
 }
 
 fn serve(args: ServeArgs) -> u8 {
-    init_logging(args.log_format);
+    // Dropped when `serve` returns, after the last line is logged.
+    let _log = init_logging(args.log_format);
     let seconds = |s: f64| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::ZERO);
     let threads = args
         .threads
@@ -320,12 +321,26 @@ fn serve(args: ServeArgs) -> u8 {
 
 /// Logs go to stderr through tracing; Pingora's `log` records are bridged
 /// by tracing-subscriber's `tracing-log` feature. `RUST_LOG` filters.
-fn init_logging(format: LogFormat) {
+///
+/// Lines are formatted where they happen but written by a thread of their
+/// own, in batches (a 64 KiB buffer flushed whenever the queue runs dry),
+/// so a request never waits for a write to stderr: one synchronous write
+/// per access-log line cost more than the whole fast path. Nothing is
+/// dropped: a queue full of unwritten lines makes the logger wait. The
+/// returned guard writes what is left when dropped; keep it until exit.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("switchyard-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = match format {
         LogFormat::Text => builder.try_init(),
@@ -334,4 +349,5 @@ fn init_logging(format: LogFormat) {
     if let Err(e) = result {
         eprintln!("switchyard: logging not initialised: {e}");
     }
+    guard
 }

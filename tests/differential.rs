@@ -32,7 +32,9 @@ enum Expect {
 
 struct Case {
     name: &'static str,
-    /// `{P}` is replaced by the case's route prefix.
+    /// `{P}` is replaced by the case's route prefix, `{S}` by that of its
+    /// route with `strip_prefix`, `{R}` by that of its route with
+    /// `redirect_bare_prefix`.
     request: &'static str,
     response: &'static str,
     expect: Expect,
@@ -123,6 +125,15 @@ fn corpus() -> Vec<Case> {
         case("health", "GET /health HTTP/1.1\r\nHost: a.test\r\n\r\n", OK),
         case("above the root", "GET {P}/../../x HTTP/1.1\r\nHost: a.test\r\n\r\n", OK),
         case("options asterisk", "OPTIONS * HTTP/1.1\r\nHost: a.test\r\n\r\n", OK),
+        case("bare prefix redirected, query kept", "GET {R}?x=1&y=%2F HTTP/1.1\r\nHost: a.test\r\n\r\n", OK),
+        case("bare prefix redirected, head", "HEAD {R} HTTP/1.1\r\nHost: a.test\r\n\r\n", OK),
+        case(
+            "bare prefix redirected, a post with a body",
+            "POST {R} HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+            OK,
+        ),
+        case("bare prefix redirected after dot segments", "GET {P}/../{R} HTTP/1.1\r\nHost: a.test\r\n\r\n", OK),
+        case("slash form of a redirecting prefix", "GET {R}/?x=1 HTTP/1.1\r\nHost: a.test\r\n\r\n", OK),
         nothing_sent(
             "bad chunk size in the request body",
             "POST {P}/up HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n\r\nhello\r\n0\r\n\r\n",
@@ -341,6 +352,10 @@ fn response_complete(got: &[u8], head_request: bool) -> bool {
     let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4) else {
         return false;
     };
+    if got.starts_with(b"HTTP/1.1 1") && !got.starts_with(b"HTTP/1.1 101") {
+        // An interim answer: the final one follows.
+        return response_complete(&got[end..], head_request);
+    }
     let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
     let body = &got[end..];
     if head.contains("connection: close") {
@@ -380,12 +395,13 @@ fn blank_date(bytes: &[u8]) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// The case's request for its routes (`/c<i>`, and `/s<i>` which strips
-/// its prefix).
-fn request_for(case: &Case, prefix: &str, strip: &str) -> Vec<u8> {
+/// The case's request for its routes (`/c<i>`, `/s<i>` which strips its
+/// prefix, and `/r<i>` which redirects its bare prefix).
+fn request_for(case: &Case, i: usize) -> Vec<u8> {
     case.request
-        .replace("{P}", prefix)
-        .replace("{S}", strip)
+        .replace("{P}", &format!("/c{i}"))
+        .replace("{S}", &format!("/s{i}"))
+        .replace("{R}", &format!("/r{i}"))
         .into_bytes()
 }
 
@@ -401,8 +417,8 @@ async fn side(cases: &[Case], fast: &str) -> Side {
     for (i, c) in cases.iter().enumerate() {
         let up = Scripted::start(c.response).await;
         yaml.push_str(&format!(
-            "  - {{path: /c{i}, upstream: '{}'}}\n  - {{path: /s{i}, upstream: '{}', strip_prefix: true}}\n",
-            up.addr, up.addr
+            "  - {{path: /c{i}, upstream: '{}'}}\n  - {{path: /s{i}, upstream: '{}', strip_prefix: true}}\n  - {{path: /r{i}, upstream: '{}', redirect_bare_prefix: true}}\n",
+            up.addr, up.addr, up.addr
         ));
         upstreams.push(up);
     }
@@ -429,7 +445,7 @@ async fn the_fast_path_answers_as_pingora_does_or_refuses() {
     let slow = side(&cases, "off").await;
     let mut problems = Vec::new();
     for (i, case) in cases.iter().enumerate() {
-        let request = request_for(case, &format!("/c{i}"), &format!("/s{i}"));
+        let request = request_for(case, i);
         let got_fast = exchange(fast.proxy.addr, &request).await;
         let got_slow = exchange(slow.proxy.addr, &request).await;
         // Each upstream records a request before it answers, so both

@@ -81,6 +81,8 @@ fn operator_conf_translates_and_passes_check() {
     assert_eq!(upstreams(&table, "/app2/x"), ["192.168.2.51:8080"]);
     for r in table.routes() {
         assert!(!r.strip_prefix, "{}", r.path);
+        // Its locations have no trailing `/`: nginx redirected nothing.
+        assert!(!r.redirect_bare_prefix, "{}", r.path);
         assert!(r.host.is_none(), "{}", r.path);
         assert_ne!(r.path, "/health");
     }
@@ -107,7 +109,9 @@ fn operator_conf_translates_and_passes_check() {
 }
 
 /// `location /app2/ { proxy_pass http://app2/; }` replaces `/app2/` with
-/// `/`, which is Switchyard's `strip_prefix: true`.
+/// `/`, which is Switchyard's `strip_prefix: true`; nginx redirected the
+/// bare `/app2` to `/app2/`, which is `redirect_bare_prefix: true`, noted
+/// in the header as a 308.
 #[test]
 fn proxy_pass_uri_becomes_strip_prefix() {
     let (code, out, err) = import("strip_prefix.conf");
@@ -117,7 +121,22 @@ fn proxy_pass_uri_becomes_strip_prefix() {
     assert_eq!(route.path, "/app2");
     assert!(route.strip_prefix);
     assert_eq!(route.upstream_path("/app2/x"), "/x");
-    assert!(out.contains("    strip_prefix: true\n"), "{out}");
+    assert!(route.redirect_bare_prefix);
+    assert_eq!(
+        route.bare_prefix_redirect("/app2", Some("q=1")).as_deref(),
+        Some("/app2/?q=1")
+    );
+    assert!(
+        out.contains("    strip_prefix: true\n    redirect_bare_prefix: true\n"),
+        "{out}"
+    );
+    let file = fixture("strip_prefix.conf");
+    assert!(
+        out.contains(&format!(
+            "# {file}:10: location /app2/: nginx answered /app2 with a 301 redirect to /app2/; the route has redirect_bare_prefix: true, so Switchyard redirects it too, with a 308"
+        )),
+        "{out}"
+    );
 }
 
 /// Several servers in an upstream block become a round-robin list; one

@@ -407,3 +407,198 @@ async fn startup_line_and_json_logs() {
     assert_eq!(started["admin"], proxy.admin.to_string());
     let _ = Duration::ZERO;
 }
+
+/// `redirect_bare_prefix: true`, through the real binary on both request
+/// paths (the fast path and pingora-proxy): exactly the bare prefix is
+/// answered `308` with `Location` (query kept) by the proxy itself, for
+/// any method, HEAD without a body; the slash form and deeper paths reach
+/// the upstream; a route without the setting forwards its bare prefix; the
+/// root route is never redirected. The connection stays usable after each
+/// redirect, and a client that follows it lands on the upstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn bare_prefix_redirect_is_308_and_the_rest_is_forwarded() {
+    use crate::support::metric;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (app1, plain, root) = tokio::join!(
+        Upstream::start("app1"),
+        Upstream::start("plain"),
+        Upstream::start("root")
+    );
+    let yaml = format!(
+        "routes:
+  - {{path: /app1/, upstream: '{}', redirect_bare_prefix: true}}
+  - {{path: /plain, upstream: '{}'}}
+  - {{path: /, upstream: '{}', redirect_bare_prefix: true}}
+",
+        app1.host_port(),
+        plain.host_port(),
+        root.host_port()
+    );
+    for fast in ["on", "off"] {
+        let hits_before = app1.hits();
+        let proxy = Proxy::start_with(&yaml, &["--fast-path", fast]).await;
+        let mut conn = RawConn::connect(proxy.addr).await;
+
+        let r = conn.get("dev.example.com", "/app1?x=1&y=%2F").await;
+        assert_eq!(r.status, 308, "{fast}: {r:?}");
+        assert_eq!(r.header("location"), Some("/app1/?x=1&y=%2F"), "{fast}");
+        assert_eq!(
+            r.body, "308 permanent redirect: /app1/?x=1&y=%2F\n",
+            "{fast}"
+        );
+        assert_eq!(
+            r.header("content-length"),
+            Some(r.body.len().to_string().as_str())
+        );
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{fast}");
+        assert!(
+            r.header("content-type")
+                .is_some_and(|t| t.starts_with("text/plain")),
+            "{fast}: {r:?}"
+        );
+        // Matched on the normalized path, like routing.
+        let r = conn.get("x", "/x/../app1").await;
+        assert_eq!(
+            (r.status, r.header("location")),
+            (308, Some("/app1/")),
+            "{fast}"
+        );
+
+        // Same connection: the slash form and below are forwarded as sent.
+        for path in ["/app1/", "/app1/x?q=1"] {
+            let r = conn.get("x", path).await;
+            assert_eq!(r.status, 200, "{fast} {path}: {r:?}");
+            let echo: Echo = serde_json::from_str(&r.body).expect("echo");
+            assert_eq!((echo.upstream.as_str(), echo.uri.as_str()), ("app1", path));
+        }
+        // Without the setting the bare prefix is forwarded; the root
+        // route has no bare form.
+        let r = conn.get("x", "/plain").await;
+        assert_eq!(r.status, 200, "{fast}: {r:?}");
+        assert!(r.body.contains("\"uri\":\"/plain\""), "{fast}: {}", r.body);
+        let r = conn.get("x", "/").await;
+        assert_eq!(r.status, 200, "{fast}: {r:?}");
+        assert!(
+            r.body.contains("\"upstream\":\"root\""),
+            "{fast}: {}",
+            r.body
+        );
+
+        // A POST with a body gets the same 308 (which keeps the method).
+        // As after any answer of the proxy's own to a request with a body:
+        // the fast path consumes a body that has arrived in full and keeps
+        // the connection; pingora-proxy answers before reading the body
+        // and so closes it.
+        conn.send(b"POST /app1 HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello")
+            .await;
+        let r = conn.read_response().await.expect("response to POST");
+        assert_eq!(
+            (r.status, r.header("location")),
+            (308, Some("/app1/")),
+            "{fast}: {r:?}"
+        );
+        if fast == "on" {
+            assert_eq!(r.header("connection"), Some("keep-alive"), "{r:?}");
+            let r = conn.get("x", "/app1/after-post").await;
+            assert_eq!(r.status, 200, "{fast}: {r:?}");
+        } else {
+            assert_eq!(r.header("connection"), Some("close"), "{r:?}");
+            assert!(conn.is_closed().await);
+            let mut conn = RawConn::connect(proxy.addr).await;
+            let r = conn.get("x", "/app1/after-post").await;
+            assert_eq!(r.status, 200, "{fast}: {r:?}");
+        }
+
+        // HEAD: the same head, no body. What follows the head on the
+        // connection must be the next response's status line.
+        let mut raw = tokio::net::TcpStream::connect(proxy.addr)
+            .await
+            .expect("connect");
+        raw.write_all(b"HEAD /app1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("send HEAD");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        let head_end = tokio::time::timeout(support::patience(), async {
+            loop {
+                if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                    return i + 4;
+                }
+                let n = raw.read(&mut buf).await.expect("read");
+                assert!(
+                    n > 0,
+                    "{fast}: closed after {:?}",
+                    String::from_utf8_lossy(&got)
+                );
+                got.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await
+        .expect("HEAD answer");
+        let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
+        assert!(
+            head.starts_with("http/1.1 308 permanent redirect\r\n"),
+            "{fast}: {head}"
+        );
+        assert!(head.contains("\r\nlocation: /app1/\r\n"), "{fast}: {head}");
+        assert!(
+            head.contains(&format!(
+                "\r\ncontent-length: {}\r\n",
+                "308 permanent redirect: /app1/\n".len()
+            )),
+            "{fast}: the length of the GET's body: {head}"
+        );
+        raw.write_all(b"GET /app1/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("send GET");
+        let mut rest = got[head_end..].to_vec();
+        tokio::time::timeout(support::patience(), raw.read_to_end(&mut rest))
+            .await
+            .expect("GET answer")
+            .expect("read");
+        assert!(
+            rest.starts_with(b"HTTP/1.1 200 "),
+            "{fast}: bytes after the HEAD answer: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+
+        // A client that follows redirects ends on the upstream, query kept.
+        let echo = get_echo(&proxy.url("/app1?x=1")).await;
+        assert_eq!(
+            (echo.upstream.as_str(), echo.uri.as_str()),
+            ("app1", "/app1/?x=1")
+        );
+
+        // Only the forwarded requests reached the upstream.
+        assert_eq!(app1.hits() - hits_before, 5, "{fast}");
+        // The redirects are counted under the route they matched.
+        eventually("308s counted under /app1", || async {
+            let samples = proxy.scrape().await;
+            let n = metric(
+                &samples,
+                "switchyard_http_requests_total",
+                &[("route", "/app1"), ("code", "308")],
+            );
+            (n == Some(5.0)).then_some(())
+        })
+        .await;
+        // /routes shows the setting of each route.
+        let routes = proxy.routes().await;
+        let flags: Vec<_> = routes["routes"]
+            .as_array()
+            .expect("routes")
+            .iter()
+            .map(|r| (r["path"].clone(), r["redirect_bare_prefix"].clone()))
+            .collect();
+        assert_eq!(
+            flags,
+            [
+                (serde_json::json!("/app1"), serde_json::json!(true)),
+                (serde_json::json!("/plain"), serde_json::json!(false)),
+                (serde_json::json!("/"), serde_json::json!(true)),
+            ],
+            "{fast}"
+        );
+    }
+}

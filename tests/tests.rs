@@ -21,6 +21,7 @@ mod image;
 mod import_nginx;
 mod kubelet_writer;
 mod metrics;
+mod nagle;
 mod proxy;
 mod reload;
 mod shutdown;

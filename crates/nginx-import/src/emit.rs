@@ -17,6 +17,8 @@ pub(crate) struct Route {
     pub(crate) upstream: Vec<String>,
     /// `strip_prefix`, written only when true.
     pub(crate) strip_prefix: bool,
+    /// `redirect_bare_prefix`, written only when true.
+    pub(crate) redirect_bare_prefix: bool,
     /// `connect_timeout`, e.g. `2s`; absent means Switchyard's default.
     pub(crate) connect_timeout: Option<String>,
     /// `read_timeout`, e.g. `5m`; absent means Switchyard's default.
@@ -127,6 +129,9 @@ pub(crate) fn route(r: &Route, line: &mut impl FnMut(&str)) {
     }
     if r.strip_prefix {
         line("    strip_prefix: true");
+    }
+    if r.redirect_bare_prefix {
+        line("    redirect_bare_prefix: true");
     }
     if let Some(t) = &r.connect_timeout {
         line(&format!("    connect_timeout: {t}"));

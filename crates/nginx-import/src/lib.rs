@@ -30,7 +30,11 @@
 //!   each. A URI on `proxy_pass` that equals the location changes nothing; a
 //!   `/` on a location that ends in `/` (`location /p/ { proxy_pass
 //!   http://x/; }`) is nginx's way of stripping the prefix and becomes
-//!   `strip_prefix: true`. Every other URI is refused.
+//!   `strip_prefix: true`. Every other URI is refused. A location whose URI
+//!   ends in `/` (other than `location /`) also gets
+//!   `redirect_bare_prefix: true`: nginx answers its bare prefix (`/p` for
+//!   `location /p/`) with a 301 to `/p/`, and Switchyard then answers it
+//!   with a 308 to the same place, which a note in the output says.
 //! - `proxy_connect_timeout` / `proxy_read_timeout`, inherited from `http`
 //!   and `server` as nginx inherits them → `connect_timeout` / `read_timeout`.
 //! - several `server` blocks: the default server's routes match any host,

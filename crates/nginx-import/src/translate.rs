@@ -112,6 +112,8 @@ struct Candidate {
     /// `upstream app1 at line 5`, when proxy_pass named an upstream block.
     via: Option<String>,
     strip_prefix: bool,
+    /// nginx redirects the bare prefix (`/p` to `/p/`) of this location.
+    redirect_bare_prefix: bool,
     connect_timeout: Option<String>,
     read_timeout: Option<String>,
     notes: Vec<String>,
@@ -130,6 +132,7 @@ impl Candidate {
             upstream: Vec::new(),
             via: None,
             strip_prefix: false,
+            redirect_bare_prefix: false,
             connect_timeout: None,
             read_timeout: None,
             notes: Vec::new(),
@@ -463,6 +466,21 @@ impl Translator<'_> {
                 _ => self.refuse(c),
             }
         }
+        // nginx sends a request for exactly `/p` to this server's own
+        // `location /p`, if it has one, rather than redirecting it to the
+        // `location /p/` (the two are one route here, refused as such).
+        let prefixes: HashSet<String> = srv
+            .candidates
+            .iter()
+            .filter(|c| c.is_prefix)
+            .map(|c| c.prefix.clone())
+            .collect();
+        for c in &mut srv.candidates {
+            let bare = c.prefix.strip_suffix('/').unwrap_or(&c.prefix);
+            if c.redirect_bare_prefix && prefixes.contains(bare) {
+                c.redirect_bare_prefix = false;
+            }
+        }
         if srv.ports.is_empty() {
             // nginx's default: `listen *:80` (when started as root).
             srv.ports.push(80);
@@ -645,6 +663,7 @@ impl Translator<'_> {
             Ok(strip) => cand.strip_prefix = strip,
             Err(why) => return fail(self, &why),
         }
+        cand.redirect_bare_prefix = redirects_bare_prefix(&cand.prefix);
 
         // The upstream block's name is what comes before the last `:`,
         // unless a `]` follows that `:`. Not `split_host_port`, which
@@ -862,10 +881,22 @@ impl Translator<'_> {
                     )));
                     continue;
                 }
+                let mut translated = false;
                 for host in &srv.hosts {
                     if let Some(route) = self.route(c, host.as_ref(), &mut seen) {
                         items.push(Item::Route(route));
+                        translated = true;
                     }
+                }
+                if translated && c.redirect_bare_prefix {
+                    let bare = canonical(&c.prefix);
+                    self.notes.push((
+                        c.line,
+                        format!(
+                            "{}: nginx answered {bare} with a 301 redirect to {bare}/; the route has redirect_bare_prefix: true, so Switchyard redirects it too, with a 308 (which, unlike a 301, keeps a POST a POST)",
+                            c.label
+                        ),
+                    ));
                 }
             }
         }
@@ -915,6 +946,7 @@ impl Translator<'_> {
             host: host.cloned(),
             upstream: c.upstream.clone(),
             strip_prefix: c.strip_prefix,
+            redirect_bare_prefix: c.redirect_bare_prefix,
             connect_timeout: c.connect_timeout.clone(),
             read_timeout: c.read_timeout.clone(),
         };
@@ -965,9 +997,8 @@ impl Translator<'_> {
 /// exactly the location's string — with the proxy_pass URI. Switchyard can
 /// keep the path or remove the whole prefix (`/p/x` → `/x`, `/p` → `/`):
 /// - no URI, or a URI equal to the location: the path is unchanged → `false`;
-/// - `location /p/` with URI `/`: `/p/x` → `/x` in both → `true`. (nginx
-///   answers a bare `/p` with a redirect to `/p/`; Switchyard sends it to the
-///   upstream as `/`, which is where that redirect leads);
+/// - `location /p/` with URI `/`: `/p/x` → `/x` in both → `true`. (A bare
+///   `/p` is redirected to `/p/` by both: see [`redirects_bare_prefix`]);
 /// - `location /p` with URI `/`: nginx sends `/p/x` as `//x` — refused, with
 ///   the fix, because Switchyard would send `/x`;
 /// - anything else replaces the prefix with another path — refused.
@@ -983,6 +1014,17 @@ fn strip_prefix(location: &str, uri: Option<&str>) -> Result<bool, String> {
             "the URI `{u}` replaces `{location}` in the path; Switchyard can keep the path or strip the prefix, nothing else"
         )),
     }
+}
+
+/// Whether nginx redirects the bare prefix of a proxying prefix location:
+/// for a location whose URI ends in `/`, `proxy_pass` sets nginx's
+/// `auto_redirect`, so a request for the URI without that `/` (`/p` for
+/// `location /p/`) is answered `301` with `Location: /p/` (query kept)
+/// instead of reaching a shorter location or none. Switchyard's route
+/// path drops the `/`, so without `redirect_bare_prefix` it would forward
+/// `/p` to the upstream. `location /` has no bare form.
+fn redirects_bare_prefix(location: &str) -> bool {
+    location.ends_with('/') && location != "/"
 }
 
 /// `location =/x`, `location ~*\.php`: nginx also accepts the modifier
@@ -1221,6 +1263,101 @@ mod tests {
         ));
         assert_eq!(lines(&t), [5]);
         assert!(t.problems[0].message.contains("write `location /app2/`"));
+    }
+
+    /// A location ending in `/` is one whose bare prefix nginx redirects
+    /// (`/app1` → `/app1/`, a 301): its route gets `redirect_bare_prefix`,
+    /// and a note says Switchyard answers it with a 308. A location without
+    /// the `/`, and `location /`, get neither; other settings are as before.
+    #[test]
+    fn a_trailing_slash_location_redirects_its_bare_prefix() {
+        assert!(redirects_bare_prefix("/app1/"));
+        assert!(redirects_bare_prefix("/a/b/"));
+        assert!(!redirects_bare_prefix("/app1"));
+        assert!(!redirects_bare_prefix("/"));
+
+        let t = tr(&server(
+            "location /app1/ { proxy_pass http://10.0.0.1:3000; proxy_set_header Host $host; }\nlocation /app2/ { proxy_pass http://10.0.0.2:8080/; proxy_set_header Host $host; }\nlocation /app3 { proxy_pass http://10.0.0.3:80; proxy_set_header Host $host; }\nlocation / { proxy_pass http://10.0.0.4:80; proxy_set_header Host $host; }",
+        ));
+        assert!(t.problems.is_empty(), "{:?}", t.problems);
+        assert_eq!(t.routes, 4);
+        assert!(
+            t.yaml.contains(
+                "  - path: /app1/\n    upstream: 10.0.0.1:3000\n    redirect_bare_prefix: true\n"
+            ),
+            "{}",
+            t.yaml
+        );
+        assert!(
+            t.yaml.contains("  - path: /app2/\n    upstream: 10.0.0.2:8080\n    strip_prefix: true\n    redirect_bare_prefix: true\n"),
+            "{}",
+            t.yaml
+        );
+        assert_eq!(
+            t.yaml.matches("    redirect_bare_prefix: true\n").count(),
+            2,
+            "{}",
+            t.yaml
+        );
+        let table = table(&t);
+        let app1 = table.lookup(None, "/app1").unwrap();
+        assert_eq!(
+            app1.bare_prefix_redirect("/app1", Some("x=1")).as_deref(),
+            Some("/app1/?x=1")
+        );
+        assert!(!app1.strip_prefix);
+        let app2 = table.lookup(None, "/app2/x").unwrap();
+        assert!(app2.redirect_bare_prefix && app2.strip_prefix);
+        assert!(!table.lookup(None, "/app3").unwrap().redirect_bare_prefix);
+        assert!(!table.lookup(None, "/").unwrap().redirect_bare_prefix);
+        // One note per location, at its line, in the header comments.
+        for (line, bare) in [(4, "/app1"), (5, "/app2")] {
+            let note = format!("# nginx.conf:{line}: location {bare}/: nginx answered {bare} with a 301 redirect to {bare}/; the route has redirect_bare_prefix: true, so Switchyard redirects it too, with a 308");
+            assert_eq!(t.yaml.matches(&note).count(), 1, "{}", t.yaml);
+        }
+        assert_eq!(
+            t.yaml.matches("with a 301 redirect").count(),
+            2,
+            "{}",
+            t.yaml
+        );
+    }
+
+    /// Where nginx did not redirect, neither does the route: a server that
+    /// also has `location /p` sends `/p` there (that location is refused as
+    /// the same route); a location that is not translated gets no note.
+    #[test]
+    fn no_redirect_where_nginx_had_none() {
+        let t = tr(&server(
+            "location /a/ { proxy_pass http://h:1; proxy_set_header Host $host; }\nlocation /a { proxy_pass http://h:2; proxy_set_header Host $host; }",
+        ));
+        assert_eq!(lines(&t), [5]);
+        assert_eq!(t.routes, 1);
+        assert!(!t.yaml.contains("redirect_bare_prefix"), "{}", t.yaml);
+        assert!(!t.yaml.contains("301"), "{}", t.yaml);
+
+        let t = tr(&server(
+            "location /b/ {\n proxy_pass http://h:1;\n add_header X-A b;\n}",
+        ));
+        assert_eq!(t.routes, 0);
+        assert!(!t.yaml.contains("301"), "{}", t.yaml);
+
+        // Each host of a named server gets the setting; the note is once.
+        let conf = "server {\n listen 80;\n}\nserver {\n listen 80;\n server_name a.test b.test;\n location /c/ { proxy_pass http://h:3; proxy_set_header Host $host; }\n}\n";
+        let t = tr(conf);
+        assert!(t.problems.is_empty(), "{:?}", t.problems);
+        assert_eq!(
+            t.yaml.matches("    redirect_bare_prefix: true\n").count(),
+            2,
+            "{}",
+            t.yaml
+        );
+        assert_eq!(
+            t.yaml.matches("with a 301 redirect").count(),
+            1,
+            "{}",
+            t.yaml
+        );
     }
 
     /// Timeouts convert units and are inherited from http and server, with

@@ -185,6 +185,7 @@ fn compile_route(
         },
         upstreams,
         strip_prefix: r.strip_prefix.as_ref().is_some_and(|s| **s),
+        redirect_bare_prefix: r.redirect_bare_prefix.as_ref().is_some_and(|s| **s),
         connect_timeout: connect_timeout?,
         read_timeout: read_timeout?,
         line: r.path.span().start().map_or(0, |m| m.line()),

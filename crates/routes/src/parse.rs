@@ -159,10 +159,23 @@ fn schema_error(e: &FromNodeError, node: &Node, route: Option<RouteLabel>) -> Co
     let location = key_location
         .or_else(|| e.start_mark().as_ref().map(Location::from))
         .or_else(|| start(node.span()));
+    // A value of the wrong type is named by its key: serde's text alone
+    // ("value was not a boolean") does not say which field it means.
+    let field = key_location.is_none().then(|| {
+        node.as_mapping().and_then(|m| {
+            m.iter()
+                .find(|(_, v)| location.is_some() && start(v.span()) == location)
+                .map(|(k, _)| k.as_str())
+        })
+    });
+    let message = schema_message(&e.to_string());
     ConfigError {
         location,
         route,
-        problem: Problem::Schema(schema_message(&e.to_string())),
+        problem: Problem::Schema(match field.flatten() {
+            Some(field) => format!("`{field}`: {message}"),
+            None => message,
+        }),
     }
 }
 

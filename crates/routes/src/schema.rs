@@ -33,6 +33,10 @@ pub struct RawRoute {
     pub host: Option<Spanned<String>>,
     /// Remove the matched prefix before forwarding. Default: `false`.
     pub strip_prefix: Option<Spanned<bool>>,
+    /// Answer a request for exactly the prefix (`/app1`) with a redirect to
+    /// its slash form (`/app1/`), as nginx does for `location /app1/`.
+    /// Default: `false`.
+    pub redirect_bare_prefix: Option<Spanned<bool>>,
     /// Time allowed to open a connection to the upstream. Default: `5s`.
     pub connect_timeout: Option<Spanned<String>>,
     /// Time allowed for each read from the upstream. Default: `60s`.

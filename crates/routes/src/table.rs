@@ -35,6 +35,9 @@ pub struct Route {
     pub upstreams: Vec<Upstream>,
     /// Whether the prefix is removed before forwarding.
     pub strip_prefix: bool,
+    /// Whether a request for exactly the prefix is redirected to the prefix
+    /// with a trailing `/` instead of forwarded ([`Route::bare_prefix_redirect`]).
+    pub redirect_bare_prefix: bool,
     /// Time allowed to connect to one upstream.
     pub connect_timeout: Duration,
     /// Time allowed for each read from the upstream.
@@ -56,6 +59,26 @@ impl Route {
             Some("") | None => "/",
             Some(rest) => rest,
         }
+    }
+
+    /// Where a request for `path` (normalized, without query) is sent
+    /// instead of the upstream, when this route redirects its bare prefix
+    /// and `path` is exactly that prefix: the prefix with a trailing `/`,
+    /// the request's query kept. `None` forwards it. Never for `/`, which
+    /// has no bare form.
+    ///
+    /// A dev server mounted under `/app1/` resolves its relative links
+    /// against `/app1/`; asked for `/app1` it answers "did you mean
+    /// /app1/?" or breaks its links, so nginx redirects the bare prefix of
+    /// a `location /app1/` and this does the same when asked to.
+    pub fn bare_prefix_redirect(&self, path: &str, query: Option<&str>) -> Option<String> {
+        if !self.redirect_bare_prefix || self.path == "/" || path != self.path {
+            return None;
+        }
+        Some(match query {
+            Some(q) => format!("{path}/?{q}"),
+            None => format!("{path}/"),
+        })
     }
 
     /// `host path` or `path`: how this route is named in logs and errors.

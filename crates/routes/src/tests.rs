@@ -161,6 +161,69 @@ fn strip_prefix_rewrites_the_path() {
     assert_eq!(k.upstream_path("/keep/x"), "/keep/x");
 }
 
+/// `redirect_bare_prefix: true` redirects exactly the bare prefix, to its
+/// slash form with the query kept; the slash form, deeper paths, a route
+/// without the setting and the root route are never redirected.
+#[test]
+fn redirect_bare_prefix_applies_to_the_bare_prefix_only() {
+    let t = table("routes:\n  - {path: /app1/, upstream: '127.0.0.1:1', redirect_bare_prefix: true}\n  - {path: /app2, upstream: '127.0.0.1:1'}\n  - {path: /, upstream: '127.0.0.1:1', redirect_bare_prefix: true}\n  - {path: /a/b, upstream: '127.0.0.1:1', redirect_bare_prefix: false}\n");
+    let r = t.lookup(None, "/app1").unwrap();
+    assert!(r.redirect_bare_prefix);
+    assert_eq!(
+        r.bare_prefix_redirect("/app1", None).as_deref(),
+        Some("/app1/")
+    );
+    assert_eq!(
+        r.bare_prefix_redirect("/app1", Some("x=1&y")).as_deref(),
+        Some("/app1/?x=1&y")
+    );
+    assert_eq!(
+        r.bare_prefix_redirect("/app1", Some("")).as_deref(),
+        Some("/app1/?")
+    );
+    for path in ["/app1/", "/app1/x", "/app1/x/"] {
+        assert_eq!(r.bare_prefix_redirect(path, None), None, "{path}");
+    }
+    let plain = t.lookup(None, "/app2").unwrap();
+    assert!(!plain.redirect_bare_prefix);
+    assert_eq!(plain.bare_prefix_redirect("/app2", None), None);
+    let root = t.lookup(None, "/").unwrap();
+    assert!(root.redirect_bare_prefix);
+    assert_eq!(root.bare_prefix_redirect("/", None), None);
+    assert_eq!(root.bare_prefix_redirect("", None), None);
+    let off = t.lookup(None, "/a/b").unwrap();
+    assert_eq!(off.bare_prefix_redirect("/a/b", None), None);
+}
+
+/// `redirect_bare_prefix` is a boolean: anything else is refused at its
+/// line and column, naming the route, like every other field.
+#[test]
+fn redirect_bare_prefix_must_be_a_boolean() {
+    for value in ["yes", "on", "1", "~"] {
+        let e = errors(&format!(
+            "routes:\n  - path: /app1\n    upstream: 127.0.0.1:1\n    redirect_bare_prefix: {value}\n"
+        ));
+        assert_eq!(e.len(), 1, "{value}: {e:?}");
+        assert!(
+            e[0].starts_with("r.yaml:4:27: route #1 (/app1): "),
+            "{value}: {e:?}"
+        );
+        assert!(
+            e[0].contains("`redirect_bare_prefix`: value was not a boolean"),
+            "{value}: {e:?}"
+        );
+    }
+    // A list or map in its place is refused too (the YAML reader places
+    // such a type error at the route, not at the value).
+    let e = errors(
+        "routes:\n  - path: /app1\n    upstream: 127.0.0.1:1\n    redirect_bare_prefix: [true]\n",
+    );
+    assert!(
+        e.len() == 1 && e[0].contains("route #1 (/app1)") && e[0].contains("boolean"),
+        "{e:?}"
+    );
+}
+
 /// `routes: []` is a valid table with no routes.
 #[test]
 fn empty_route_list_is_valid() {
@@ -182,6 +245,7 @@ fn defaults_and_explicit_values() {
     assert_eq!(b.connect_timeout.as_secs(), 5);
     assert_eq!(b.read_timeout.as_secs(), 60);
     assert!(!b.strip_prefix && b.host.is_none());
+    assert!(!b.redirect_bare_prefix);
 }
 
 fn errors(yaml: &str) -> Vec<String> {

@@ -256,6 +256,7 @@ const FRAGMENTS: &[&str] = &[
     "    upstream: ",
     "    host: ",
     "    strip_prefix: ",
+    "    redirect_bare_prefix: ",
     "    connect_timeout: ",
     "    read_timeout: ",
     "    stripprefix: ",
@@ -331,6 +332,7 @@ const KEYS: &[&str] = &[
     "routes",
     "version",
     "stripprefix",
+    "redirect_bare_prefix",
 ];
 const VALUES: &[&str] = &[
     "/a",
@@ -397,6 +399,7 @@ fn route_blocks() -> impl Strategy<Value = String> {
         Just(("host", "dev.example.com")),
         Just(("host", "\"[FE80::A]\"")),
         Just(("strip_prefix", "true")),
+        Just(("redirect_bare_prefix", "true")),
         Just(("connect_timeout", "2s")),
         Just(("read_timeout", "500ms")),
     ];

@@ -113,6 +113,7 @@ pub(crate) fn snapshot_json(snap: &Snapshot) -> serde_json::Value {
                 "host": r.host,
                 "upstream": r.upstreams.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "strip_prefix": r.strip_prefix,
+                "redirect_bare_prefix": r.redirect_bare_prefix,
                 "connect_timeout": duration_text(r.connect_timeout),
                 "read_timeout": duration_text(r.read_timeout),
             })

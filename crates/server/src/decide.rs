@@ -31,6 +31,15 @@ pub(crate) enum Decision<'t, P> {
     BadPath(PathError),
     /// 404: no route; the normalized path, for the answer.
     NoRoute(String),
+    /// 308 to the route's prefix with a trailing `/`: the request named
+    /// exactly the bare prefix of a route with `redirect_bare_prefix`.
+    /// Answered by the proxy, counted under the route.
+    Redirect {
+        /// The route matched, with its payload.
+        route: &'t Arc<Entry<P>>,
+        /// The `Location` value: `/app1/`, with the request's query.
+        location: String,
+    },
     /// Forward to a route.
     Forward(Forward<'t, P>),
 }
@@ -69,6 +78,9 @@ pub(crate) fn decide<'t, P>(
     let Some(route) = table.lookup(host.or(target.authority), &normalized) else {
         return Decision::NoRoute(normalized.into_owned());
     };
+    if let Some(location) = route.bare_prefix_redirect(&normalized, target.query) {
+        return Decision::Redirect { route, location };
+    }
     let upstream_path = route.upstream_path(&normalized);
     let rewritten = upstream_path != target.path || target.authority.is_some();
     Decision::Forward(Forward {
@@ -92,7 +104,7 @@ mod tests {
     use super::*;
 
     fn table() -> Table {
-        let yaml = "routes:\n  - {path: /app1, upstream: '127.0.0.1:1'}\n  - {path: /app2, upstream: '127.0.0.1:2', strip_prefix: true}\n  - {path: /app1, host: dev.example.com, upstream: '127.0.0.1:3'}\n";
+        let yaml = "routes:\n  - {path: /app1, upstream: '127.0.0.1:1'}\n  - {path: /app2, upstream: '127.0.0.1:2', strip_prefix: true}\n  - {path: /app1, host: dev.example.com, upstream: '127.0.0.1:3'}\n  - {path: /r1/, upstream: '127.0.0.1:4', redirect_bare_prefix: true}\n  - {path: /r2, upstream: '127.0.0.1:5', redirect_bare_prefix: true, strip_prefix: true}\n";
         switchyard_routes::load("routes.yaml", yaml).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -219,5 +231,102 @@ mod tests {
         );
         let with_host = forward(decide(&t, &Method::GET, Some("dev.example.com"), absolute));
         assert_eq!((with_host.route.index, with_host.host), (2, None));
+    }
+
+    fn redirect(d: Decision<'_, ()>) -> (usize, String) {
+        match d {
+            Decision::Redirect { route, location } => (route.index, location),
+            other => panic!("expected a redirect, got {other:?}"),
+        }
+    }
+
+    /// A route with `redirect_bare_prefix` answers exactly its bare prefix
+    /// (after normalization) with its slash form, the query kept, whatever
+    /// the method; the slash form and everything under it are forwarded.
+    #[test]
+    fn the_bare_prefix_is_redirected_to_its_slash_form() {
+        let t = table();
+        let with_query = RequestTarget {
+            path: "/r1",
+            query: Some("x=1&y=%2F"),
+            authority: None,
+        };
+        assert_eq!(
+            redirect(decide(&t, &Method::GET, Some("a"), with_query)),
+            (3, "/r1/?x=1&y=%2F".to_owned())
+        );
+        for method in [Method::GET, Method::HEAD, Method::POST, Method::OPTIONS] {
+            assert_eq!(
+                redirect(decide(&t, &method, Some("a"), origin("/r1"))),
+                (3, "/r1/".to_owned()),
+                "{method}"
+            );
+        }
+        // Matched on the normalized path, as routing is.
+        assert_eq!(
+            redirect(decide(&t, &Method::GET, Some("a"), origin("/x/../r1"))).1,
+            "/r1/"
+        );
+        // strip_prefix does not change which path is bare.
+        assert_eq!(
+            redirect(decide(&t, &Method::GET, Some("a"), origin("/r2"))).1,
+            "/r2/"
+        );
+        // An absolute-form target is redirected the same way; the
+        // Location stays a path.
+        let absolute = RequestTarget {
+            path: "/r1",
+            query: None,
+            authority: Some("dev.example.com"),
+        };
+        assert_eq!(redirect(decide(&t, &Method::GET, None, absolute)).1, "/r1/");
+        for path in ["/r1/", "/r1/x", "/r1/x/..", "/r1/."] {
+            assert_eq!(
+                forward(decide(&t, &Method::GET, Some("a"), origin(path)))
+                    .route
+                    .index,
+                3,
+                "{path}"
+            );
+        }
+        let slash = forward(decide(&t, &Method::GET, Some("a"), origin("/r2/")));
+        assert_eq!((slash.route.index, slash.target), (4, Some("/".into())));
+        // Not a prefix of the route: whole segments, as ever.
+        assert_eq!(
+            decide(&t, &Method::GET, Some("a"), origin("/r10")),
+            Decision::NoRoute("/r10".into())
+        );
+    }
+
+    /// Without the setting the bare prefix is forwarded, and the root
+    /// route, which has no bare form, never redirects.
+    #[test]
+    fn no_redirect_without_the_setting_or_for_the_root() {
+        let t = table();
+        assert_eq!(
+            forward(decide(&t, &Method::GET, Some("a"), origin("/app1")))
+                .route
+                .index,
+            0
+        );
+        let root = switchyard_routes::load(
+            "routes.yaml",
+            "routes:\n  - {path: /, upstream: '127.0.0.1:6', redirect_bare_prefix: true}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        for path in ["/", "/x"] {
+            assert_eq!(
+                forward(decide(&root, &Method::GET, Some("a"), origin(path)))
+                    .route
+                    .index,
+                0,
+                "{path}"
+            );
+        }
+        let stripped = forward(decide(&t, &Method::GET, Some("a"), origin("/app2")));
+        assert_eq!(
+            (stripped.route.index, stripped.target),
+            (1, Some("/".into()))
+        );
     }
 }

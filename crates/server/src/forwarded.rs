@@ -36,6 +36,39 @@ pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// A client connection's peer as the forwarding fields need it, worked
+/// out once per connection rather than per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Peer {
+    /// The address, IPv4-mapped addresses as IPv4.
+    pub ip: IpAddr,
+    /// `ip` as text.
+    pub text: String,
+    /// Whether its `X-Forwarded-*` fields are believed.
+    pub trusted: bool,
+}
+
+impl Peer {
+    pub(crate) fn new(ip: IpAddr, trusted: &[IpNet]) -> Self {
+        let ip = canonical_ip(ip);
+        Peer {
+            ip,
+            text: ip.to_string(),
+            trusted: is_trusted(ip, trusted),
+        }
+    }
+}
+
+/// The entries of `X-Forwarded-For` values (every line, in order) as
+/// `forwarded` reads them: split at commas, trimmed, empty ones dropped.
+pub(crate) fn entries<'a>(lines: &'a [&'a str]) -> impl Iterator<Item = &'a str> + 'a {
+    lines
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+}
+
 fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     let ip = canonical_ip(ip);
     trusted.iter().any(|net| net.contains(&ip))
@@ -63,15 +96,9 @@ pub(crate) fn forwarded(
 ) -> Forwarded {
     let peer = canonical_ip(peer);
     let mut xff = String::new();
-    for part in incoming_xff
-        .iter()
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-    {
-        if !part.is_empty() {
-            xff.push_str(part);
-            xff.push_str(", ");
-        }
+    for part in entries(incoming_xff) {
+        xff.push_str(part);
+        xff.push_str(", ");
     }
     xff.push_str(&peer.to_string());
 

@@ -50,7 +50,7 @@ use prometheus::{IntCounter, IntGauge};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::chunk_guard::{unwrap_guard, ChunkGuard};
-use crate::fast::{FastPath, Next, Scratch};
+use crate::fast::{FastPath, Next};
 use crate::head::{self, Head, Refusal, Verdict};
 use crate::metrics::RouteMetrics;
 use crate::proxy::Router;
@@ -136,15 +136,27 @@ impl ServerApp for Front {
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let mut settings: Option<HttpPersistentSettings> = None;
         let mut first = true;
-        let mut scratch: Option<Scratch> = None;
-        let client_ip = peer(&stream).map(|a| a.ip());
+        // One wait for shutdown per connection, polled again by every idle
+        // wait between requests: registering a new one per request cost a
+        // measurable share of the fast path.
+        let mut stopping = shutdown.clone();
+        let stop = stopping.wait_for(|s| *s);
+        tokio::pin!(stop);
+        let client = self
+            .fast
+            .as_ref()
+            .zip(peer(&stream))
+            .map(|(fast, addr)| fast.peer(addr.ip()));
         loop {
             if buf.is_empty() && buf.capacity() > 2 * READ_CHUNK {
                 // A large head grew it; an idle connection should not keep
                 // that much.
                 buf = BytesMut::with_capacity(READ_CHUNK);
             }
-            let head = match self.read_head(&mut stream, &mut buf, first, shutdown).await {
+            let head = match self
+                .read_head(&mut stream, &mut buf, first, stop.as_mut())
+                .await
+            {
                 HeadRead::Ready(head) => head,
                 HeadRead::Closed => return None,
                 HeadRead::Refused(refusal, started) => {
@@ -153,16 +165,8 @@ impl ServerApp for Front {
                 }
             };
             if let (Some(fast), true) = (&self.fast, head.fast) {
-                let scratch = scratch.get_or_insert_with(Scratch::new);
                 let next = fast
-                    .serve(
-                        &mut stream,
-                        &mut buf,
-                        head.len,
-                        scratch,
-                        client_ip,
-                        shutdown,
-                    )
+                    .serve(&mut stream, &mut buf, head.len, client.as_ref(), shutdown)
                     .await;
                 if next == Next::Close || *shutdown.borrow() {
                     return None;
@@ -198,22 +202,22 @@ impl ServerApp for Front {
 
 impl Front {
     /// Waits for the next request head on `stream` and reads it into `buf`.
-    async fn read_head(
+    async fn read_head<S: std::future::Future>(
         &self,
         stream: &mut Stream,
         buf: &mut BytesMut,
         first: bool,
-        shutdown: &ShutdownWatch,
+        stop: std::pin::Pin<&mut S>,
     ) -> HeadRead {
         let mut started = Instant::now();
         if !first && buf.is_empty() {
             // Between requests: idle up to the keep-alive timeout, and not
             // past the moment the listeners close.
-            let mut stopping = shutdown.clone();
             let idle = read_more(stream, buf, self.limits.keepalive_timeout);
             let got = tokio::select! {
+                biased;
                 got = idle => got,
-                _ = stopping.wait_for(|s| *s) => return HeadRead::Closed,
+                _ = stop => return HeadRead::Closed,
             };
             match got {
                 Ok(n) if n > 0 => started = Instant::now(),

@@ -164,6 +164,12 @@ impl ProxyHttp for Router {
                 respond::text(session, 404, body).await?;
                 return Ok(true);
             }
+            Decision::Redirect { route, location } => {
+                // Counted and logged under the route it matched.
+                ctx.route = Some(Arc::clone(route));
+                respond::redirect(session, &location).await?;
+                return Ok(true);
+            }
         };
         if let Some(new_target) = forward.target {
             let new_uri = http::Uri::builder()

@@ -311,6 +311,7 @@ fn diff<'a>(
 fn same_settings(a: &Route, b: &Route) -> bool {
     a.upstreams == b.upstreams
         && a.strip_prefix == b.strip_prefix
+        && a.redirect_bare_prefix == b.redirect_bare_prefix
         && a.connect_timeout == b.connect_timeout
         && a.read_timeout == b.read_timeout
 }
@@ -642,6 +643,31 @@ mod tests {
             (applied.generation, applied.last_error.is_none()),
             (2, true)
         );
+    }
+
+    /// Turning a route's `redirect_bare_prefix` on, or off again, changes
+    /// how it answers: the route is reported as changed, not unchanged.
+    #[test]
+    fn a_new_redirect_setting_is_a_changed_route() {
+        let d = tmp();
+        let r = reloader(&d);
+        let empty: &[String] = &[];
+        for value in ["true", "false"] {
+            let next = format!(
+                "routes:\n  - path: /a\n    upstream: 127.0.0.1:1\n    redirect_bare_prefix: {value}\n"
+            );
+            let report = r.apply(Ok(next.into_bytes()), Trigger::Admin, Instant::now());
+            assert_eq!(report.result, ReloadResult::Success, "{value}");
+            assert_eq!(
+                (
+                    report.added.as_slice(),
+                    report.removed.as_slice(),
+                    report.changed.as_slice()
+                ),
+                (empty, empty, &["/a".to_owned()][..]),
+                "{value}"
+            );
+        }
     }
 
     #[test]

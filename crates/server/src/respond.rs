@@ -8,11 +8,38 @@ use pingora_proxy::Session;
 
 /// Writes a complete `text/plain` response.
 pub(crate) async fn text(session: &mut Session, status: u16, body: String) -> Result<()> {
+    text_with_location(session, status, body, None).await
+}
+
+/// Writes the `308 Permanent Redirect` for a bare prefix: `Location` and a
+/// short text body naming it. 308 rather than nginx's 301, so a client
+/// repeats a POST as a POST, with its body, instead of turning it into a
+/// GET.
+pub(crate) async fn redirect(session: &mut Session, location: &str) -> Result<()> {
+    text_with_location(session, 308, redirect_body(location), Some(location)).await
+}
+
+/// The body of the 308 for a bare prefix, on either path.
+pub(crate) fn redirect_body(location: &str) -> String {
+    format!("308 permanent redirect: {location}\n")
+}
+
+/// [`text`], with a `Location` field after the others when given; the
+/// fast path writes the fields in the same order.
+async fn text_with_location(
+    session: &mut Session,
+    status: u16,
+    body: String,
+    location: Option<&str>,
+) -> Result<()> {
     let head_only = session.req_header().method == http::Method::HEAD;
-    let mut header = ResponseHeader::build(status, Some(3))?;
+    let mut header = ResponseHeader::build(status, Some(4))?;
     header.insert_header("content-type", "text/plain; charset=utf-8")?;
     header.insert_header("content-length", body.len().to_string())?;
     header.insert_header("cache-control", "no-store")?;
+    if let Some(location) = location {
+        header.insert_header("location", location.to_owned())?;
+    }
     session
         .write_response_header(Box::new(header), head_only)
         .await?;

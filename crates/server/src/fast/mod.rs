@@ -49,7 +49,7 @@ use tokio::net::TcpStream;
 
 use crate::chunk_guard::BadChunk;
 use crate::decide::{decide, Decision, RequestTarget};
-use crate::forwarded::forwarded;
+use crate::forwarded::{entries, forwarded, Peer};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{CutReason, Metrics, RouteMetrics, UpstreamErrorKind, HEALTH, UNMATCHED};
 use crate::proxy::RouterOptions;
@@ -63,8 +63,11 @@ const MAX_HEADERS: usize = 256;
 /// 502). `httparse` parses responses only into initialised arrays, zeroed
 /// per parse, so this is smaller than the request's.
 const MAX_RESPONSE_HEADERS: usize = 128;
-/// Bytes asked for per read from either side.
+/// Bytes asked for per read of a response from the upstream.
 const READ_SIZE: usize = 16 * 1024;
+/// Bytes asked for per read of a request body from the client: a slow
+/// upload holds this much (nginx's `client_body_buffer_size` is 8–16 KiB).
+const BODY_READ_SIZE: usize = 8 * 1024;
 /// A response body at most this large that is already read goes out in
 /// the same write as its head.
 const INLINE_BODY: usize = 16 * 1024;
@@ -86,8 +89,12 @@ pub(crate) enum Next {
     Close,
 }
 
-/// Buffers one client connection keeps from one request to the next, so
-/// a request in steady state allocates nothing.
+/// The buffers one request works in. They come from the shard's
+/// [`Spares`] and go back there when the request ends, so a request in
+/// steady state allocates nothing and an idle keep-alive connection holds
+/// none of them.
+/// Empty ones (the default) grow on first use.
+#[derive(Default)]
 pub(crate) struct Scratch {
     /// What is written next, to the upstream or to the client.
     out: Vec<u8>,
@@ -96,14 +103,7 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
-    /// Empty buffers; they grow on first use.
-    pub(crate) fn new() -> Self {
-        Scratch {
-            out: Vec::new(),
-            up: BytesMut::new(),
-        }
-    }
-
+    /// Drops buffers a large message grew, so spares stay small.
     fn trim(&mut self) {
         if self.out.capacity() > KEEP_CAPACITY {
             self.out = Vec::new();
@@ -114,8 +114,61 @@ impl Scratch {
     }
 }
 
+/// Spare [`Scratch`] buffers of one shard: as many as its requests in
+/// flight needed at once, up to [`MAX_SPARES`].
+struct Spares(std::sync::Mutex<Vec<Scratch>>);
+
+/// Spare scratch buffers kept per shard, at most.
+const MAX_SPARES: usize = 256;
+
+impl Spares {
+    fn lease(&self) -> Lease<'_> {
+        let spare = self.0.lock().ok().and_then(|mut v| v.pop());
+        Lease {
+            spares: self,
+            scratch: spare.unwrap_or_default(),
+        }
+    }
+}
+
+/// A [`Scratch`] in use; back to its [`Spares`] when dropped.
+struct Lease<'a> {
+    spares: &'a Spares,
+    scratch: Scratch,
+}
+
+impl std::ops::Deref for Lease<'_> {
+    type Target = Scratch;
+
+    fn deref(&self) -> &Scratch {
+        &self.scratch
+    }
+}
+
+impl std::ops::DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut Scratch {
+        &mut self.scratch
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        // An empty Scratch allocates nothing.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        if let Ok(mut spares) = self.spares.0.lock() {
+            if spares.len() < MAX_SPARES {
+                scratch.trim();
+                scratch.out.clear();
+                scratch.up.clear();
+                spares.push(scratch);
+            }
+        }
+    }
+}
+
 /// The fast path of one shard.
 pub(crate) struct FastPath {
+    spares: Spares,
     snapshot: SharedSnapshot,
     lifecycle: Arc<Lifecycle>,
     pool: Pool,
@@ -153,6 +206,9 @@ enum Action<'s> {
         body: Cow<'static, str>,
         options: bool,
         health: bool,
+        /// A bare prefix's redirect: the route it is counted under, and
+        /// the `Location`.
+        redirect: Option<(&'s RouteEntry, String)>,
     },
     /// Sent to this route; the upstream head is in `Scratch::out`.
     Forward(&'s RouteEntry),
@@ -180,6 +236,7 @@ impl FastPath {
         pool_size: usize,
     ) -> Self {
         FastPath {
+            spares: Spares(std::sync::Mutex::new(Vec::new())),
             snapshot,
             lifecycle,
             pool: Pool::new(pool_size),
@@ -190,6 +247,11 @@ impl FastPath {
         }
     }
 
+    /// The client `ip` as the forwarding fields need it.
+    pub(crate) fn peer(&self, ip: IpAddr) -> Peer {
+        Peer::new(ip, &self.options.trusted)
+    }
+
     /// Serves the request whose head is the first `head_len` bytes of
     /// `buf` (checked by [`crate::head::scan`], inside the envelope). On
     /// return `buf` holds what the client sent after this request.
@@ -198,11 +260,12 @@ impl FastPath {
         client: &mut Stream,
         buf: &mut BytesMut,
         head_len: usize,
-        scratch: &mut Scratch,
-        peer: Option<IpAddr>,
+        peer: Option<&Peer>,
         shutdown: &ShutdownWatch,
     ) -> Next {
         let started = Instant::now();
+        let mut lease = self.spares.lease();
+        let scratch = &mut *lease;
         let _in_flight = self.lifecycle.track();
         let snapshot = self.snapshot.load_full();
         scratch.out.clear();
@@ -218,11 +281,12 @@ impl FastPath {
                 ref body,
                 options,
                 health,
+                ref redirect,
             } => {
-                let metrics = if health {
-                    &self.health
-                } else {
-                    &self.unmatched
+                let metrics = match redirect {
+                    Some((entry, _)) => &entry.payload.metrics,
+                    None if health => &self.health,
+                    None => &self.unmatched,
                 };
                 let keep = self.skip_body(buf, plan.body) && !plan.close && !*shutdown.borrow();
                 scratch.out.clear();
@@ -231,6 +295,7 @@ impl FastPath {
                     status,
                     body,
                     options,
+                    redirect.as_ref().map(|(_, location)| location.as_str()),
                     plan.head_request,
                     keep,
                 );
@@ -248,7 +313,6 @@ impl FastPath {
                     .await
             }
         };
-        scratch.trim();
         next
     }
 
@@ -258,7 +322,7 @@ impl FastPath {
         &self,
         snapshot: &'s Snapshot,
         head: &[u8],
-        peer: Option<IpAddr>,
+        peer: Option<&Peer>,
         out: &mut Vec<u8>,
     ) -> Option<Plan<'s>> {
         let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -305,6 +369,7 @@ impl FastPath {
             body,
             options: false,
             health: false,
+            redirect: None,
         };
         let action = match decide(&snapshot.table, &method, host, request_target) {
             Decision::Forward(f) => {
@@ -326,6 +391,7 @@ impl FastPath {
                     body: Cow::Borrowed(if draining { "draining\n" } else { "ok\n" }),
                     options: false,
                     health: true,
+                    redirect: None,
                 }
             }
             Decision::ServerOptions => Action::Answer {
@@ -333,6 +399,7 @@ impl FastPath {
                 body: Cow::Borrowed(""),
                 options: true,
                 health: false,
+                redirect: None,
             },
             Decision::BadPath(why) => {
                 answer(400, Cow::Owned(crate::respond::bad_path_body(why, path)))
@@ -341,6 +408,13 @@ impl FastPath {
                 404,
                 Cow::Owned(format!("404 not found: no route for {path}\n")),
             ),
+            Decision::Redirect { route, location } => Action::Answer {
+                status: 308,
+                body: Cow::Owned(crate::respond::redirect_body(&location)),
+                options: false,
+                health: false,
+                redirect: Some((route, location)),
+            },
         };
         Some(Plan {
             action,
@@ -452,6 +526,7 @@ impl FastPath {
                 }
             }
         }
+        let keep = !plan.close && !*shutdown.borrow();
         let Some((mut conn, mut reused, addr)) = upstream else {
             return self
                 .fail(
@@ -473,7 +548,7 @@ impl FastPath {
                     &mut conn,
                     pending,
                     entry,
-                    plan.head_request,
+                    (plan.head_request, keep),
                     scratch,
                 )
                 .await;
@@ -521,15 +596,10 @@ impl FastPath {
                 Ok(head) => break head,
             }
         };
+        // The client's head is in `scratch.out` now, rendered as the
+        // upstream's was parsed.
         let (status, frame, head_len) = head;
-        let keep = !plan.close && !*shutdown.borrow();
-        scratch.out.clear();
-        let rendered = render_response(&scratch.up[..head_len], &mut scratch.out, frame, keep);
         scratch.up.advance(head_len);
-        if rendered.is_none() {
-            // Parsed once already; cannot fail the second time.
-            return Next::Close;
-        }
         let relayed = self
             .relay_body(client, &mut conn, frame, route.read_timeout, scratch)
             .await;
@@ -607,7 +677,7 @@ impl FastPath {
         conn: &mut TcpStream,
         body: ReqBody,
         entry: &RouteEntry,
-        head_request: bool,
+        (head_request, keep): (bool, bool),
         scratch: &mut Scratch,
     ) -> Result<(u16, Framing, usize), UpstreamFailure> {
         let route = &entry.route;
@@ -653,7 +723,7 @@ impl FastPath {
             // Interim responses come first; the final one may follow in
             // the same read.
             loop {
-                match parse_response(&scratch.up, head_request) {
+                match parse_response(&scratch.up, head_request, keep, &mut scratch.out) {
                     Ok(None) => {
                         quick_ack(conn);
                         break;
@@ -661,12 +731,8 @@ impl FastPath {
                     Ok(Some((status, _, len))) if (100..200).contains(&status) && status != 101 => {
                         // Passed on as they come (103 Early Hints), except
                         // a 100 Continue nobody asked for.
-                        if status != 100 {
-                            scratch.out.clear();
-                            render_interim(&scratch.up[..len], &mut scratch.out);
-                            if self.send(client, &scratch.out, 0).await.is_err() {
-                                return Err(UpstreamFailure::ClientGone);
-                            }
+                        if status != 100 && self.send(client, &scratch.out, 0).await.is_err() {
+                            return Err(UpstreamFailure::ClientGone);
                         }
                         scratch.up.advance(len);
                     }
@@ -716,10 +782,8 @@ impl FastPath {
                         break;
                     }
                     up.clear();
+                    quick_ack(conn);
                     read_framed(conn, up, read_timeout, sent).await?;
-                    if (up.len() as u64) < left {
-                        quick_ack(conn);
-                    }
                 }
             }
             BodyLength::Chunked => {
@@ -742,8 +806,8 @@ impl FastPath {
                         out.clear();
                     }
                     up.clear();
-                    read_framed(conn, up, read_timeout, sent).await?;
                     quick_ack(conn);
+                    read_framed(conn, up, read_timeout, sent).await?;
                 }
             }
             BodyLength::UntilClose => {
@@ -758,6 +822,7 @@ impl FastPath {
                         out.clear();
                     }
                     // The upstream's close is this body's end.
+                    quick_ack(conn);
                     if !read_upstream(conn, up, read_timeout, sent).await? {
                         break;
                     }
@@ -862,7 +927,7 @@ impl FastPath {
             }
         };
         out.clear();
-        local_answer(out, code, &body, false, plan.head_request, false);
+        local_answer(out, code, &body, false, None, plan.head_request, false);
         let sent = self.write_client(client, out).await;
         self.finish(
             metrics,
@@ -912,10 +977,13 @@ enum Cut {
 }
 
 /// Parses a response head at the start of `up`: `None` while incomplete;
-/// its status, framing and length once complete.
+/// once complete, its status, framing and length, with the head to send
+/// the client rendered into `out` (one parse per response).
 fn parse_response(
     up: &[u8],
     head_request: bool,
+    keep: bool,
+    out: &mut Vec<u8>,
 ) -> Result<Option<(u16, Framing, usize)>, FramingError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut fields);
@@ -932,6 +1000,12 @@ fn parse_response(
         resp.headers.iter().map(|h| (h.name, h.value)),
         head_request,
     )?;
+    out.clear();
+    if (100..200).contains(&status) {
+        render_interim(&resp, out);
+    } else {
+        render_response(&resp, out, frame, keep);
+    }
     Ok(Some((status, frame, len)))
 }
 
@@ -940,12 +1014,13 @@ fn parse_response(
 /// `Date`/`Connection` the proxy sets. Where Pingora replaces a field it
 /// does so in place and appends the ones it adds; so does this, so both
 /// paths send the same bytes.
-fn render_response(head: &[u8], out: &mut Vec<u8>, frame: Framing, keep: bool) -> Option<()> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut fields);
-    resp.parse(head).ok()?;
-    let status = resp.code?;
-    status_line(out, status, resp.reason.unwrap_or(""));
+fn render_response(
+    resp: &httparse::Response<'_, '_>,
+    out: &mut Vec<u8>,
+    frame: Framing,
+    keep: bool,
+) {
+    status_line(out, resp.code.unwrap_or(0), resp.reason.unwrap_or(""));
     let connection_value: &[u8] = if keep { b"keep-alive" } else { b"close" };
     let connection = resp
         .headers
@@ -991,7 +1066,6 @@ fn render_response(head: &[u8], out: &mut Vec<u8>, frame: Framing, keep: bool) -
         wire::field(out, b"Connection", connection_value);
     }
     out.extend_from_slice(b"\r\n");
-    Some(())
 }
 
 /// The first value of a `Content-Length` field already judged valid
@@ -1006,11 +1080,8 @@ fn length_value(value: &[u8]) -> &[u8] {
 
 /// Writes an interim (1xx) response head on to the client: its status
 /// and end-to-end fields, nothing added.
-fn render_interim(head: &[u8], out: &mut Vec<u8>) -> Option<()> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut fields);
-    resp.parse(head).ok()?;
-    status_line(out, resp.code?, resp.reason.unwrap_or(""));
+fn render_interim(resp: &httparse::Response<'_, '_>, out: &mut Vec<u8>) {
+    status_line(out, resp.code.unwrap_or(0), resp.reason.unwrap_or(""));
     let connection = resp
         .headers
         .iter()
@@ -1022,7 +1093,6 @@ fn render_interim(head: &[u8], out: &mut Vec<u8>) -> Option<()> {
         }
     }
     out.extend_from_slice(b"\r\n");
-    Some(())
 }
 
 /// `HTTP/1.1 <status> <reason>\r\n`: the proxy speaks its own version,
@@ -1046,7 +1116,7 @@ fn upstream_head<'v>(
     target: &str,
     headers: &[httparse::Header<'_>],
     connection: impl Iterator<Item = &'v [u8]> + Clone,
-    peer: Option<IpAddr>,
+    peer: Option<&Peer>,
     trusted: &[ipnet::IpNet],
 ) {
     out.extend_from_slice(method.as_bytes());
@@ -1066,13 +1136,24 @@ fn upstream_head<'v>(
             proto = std::str::from_utf8(h.value).ok();
         }
     }
-    let forwarded = peer.map(|peer| forwarded(peer, &xff[..xff_lines], proto, trusted));
+    // A peer whose forwarding fields are not believed (the common case)
+    // needs no work beyond appending its address: written straight from
+    // the connection's cached text, with no allocation. A trusted one has
+    // its list walked by `forwarded`.
+    let trusted_view = peer
+        .filter(|p| p.trusted)
+        .map(|p| forwarded(p.ip, &xff[..xff_lines], proto, trusted));
+    let real_ip: Option<Cow<'_, str>> = match (&trusted_view, peer) {
+        (Some(f), _) => Some(Cow::Owned(f.real_ip.to_string())),
+        (None, Some(p)) => Some(Cow::Borrowed(p.text.as_str())),
+        (None, None) => None,
+    };
     let write_real_ip = |out: &mut Vec<u8>| {
-        if let Some(f) = &forwarded {
-            let _ = std::io::Write::write_fmt(out, format_args!("x-real-ip: {}\r\n", f.real_ip));
+        if let Some(ip) = &real_ip {
+            wire::field(out, b"x-real-ip", ip.as_bytes());
         }
     };
-    let proto_value = forwarded.as_ref().map_or("http", |f| f.proto);
+    let proto_value = trusted_view.as_ref().map_or("http", |f| f.proto);
     let (mut wrote_real_ip, mut wrote_proto, mut chunked) = (false, false, false);
     for h in headers {
         let name = h.name;
@@ -1103,8 +1184,18 @@ fn upstream_head<'v>(
         }
         wire::field(out, name.as_bytes(), h.value);
     }
-    if let Some(f) = &forwarded {
-        wire::field(out, b"x-forwarded-for", f.x_forwarded_for.as_bytes());
+    match (&trusted_view, peer) {
+        (Some(f), _) => wire::field(out, b"x-forwarded-for", f.x_forwarded_for.as_bytes()),
+        (None, Some(p)) => {
+            out.extend_from_slice(b"x-forwarded-for: ");
+            for entry in entries(&xff[..xff_lines]) {
+                out.extend_from_slice(entry.as_bytes());
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(p.text.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        (None, None) => {}
     }
     if !wrote_real_ip {
         write_real_ip(out);
@@ -1118,14 +1209,15 @@ fn upstream_head<'v>(
     out.extend_from_slice(b"\r\n");
 }
 
-/// A complete answer of the proxy's own: `text/plain` with a length (or
-/// the `OPTIONS *` answer), as `respond.rs` writes them on the Pingora
-/// path.
+/// A complete answer of the proxy's own: `text/plain` with a length and
+/// a `Location` when given (or the `OPTIONS *` answer), as `respond.rs`
+/// writes them on the Pingora path.
 fn local_answer(
     out: &mut Vec<u8>,
     status: u16,
     body: &str,
     options: bool,
+    location: Option<&str>,
     head_request: bool,
     keep: bool,
 ) {
@@ -1142,6 +1234,9 @@ fn local_answer(
         out.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\ncontent-length: ");
         wire::number(out, body.len() as u64);
         out.extend_from_slice(b"\r\ncache-control: no-store\r\n");
+        if let Some(location) = location {
+            wire::field(out, b"location", location.as_bytes());
+        }
     }
     wire::date(out);
     out.extend_from_slice(if keep {
@@ -1216,8 +1311,8 @@ async fn send_chunked_body(
 
 /// Reads more of the request body from the client.
 async fn read_client(client: &mut Stream, buf: &mut BytesMut) -> Result<(), UpstreamFailure> {
-    if buf.capacity() - buf.len() < READ_SIZE / 4 {
-        buf.reserve(READ_SIZE);
+    if buf.capacity() - buf.len() < BODY_READ_SIZE / 4 {
+        buf.reserve(BODY_READ_SIZE);
     }
     match tokio::time::timeout(CLIENT_BODY_TIMEOUT, client.read_buf(buf)).await {
         Ok(Ok(n)) if n > 0 => Ok(()),
@@ -1260,9 +1355,9 @@ async fn read_framed(
 /// Acknowledges at once what the upstream sent so far. An upstream that
 /// writes its head and its body in two writes without `TCP_NODELAY` waits
 /// for the ACK of the first before sending the second (Nagle), and a
-/// delayed ACK makes that ~40 ms per response on a reused connection. Only
-/// called when a read ended short of the response's end, so the common
-/// one-read response pays nothing.
+/// delayed ACK makes that ~40 ms per response on a reused connection.
+/// Called before each wait for more of a response than has arrived, so
+/// the common response that arrives in one read pays nothing.
 fn quick_ack(conn: &TcpStream) {
     let _ = socket2::SockRef::from(conn).set_tcp_quickack(true);
 }
