@@ -186,6 +186,16 @@ fn corpus() -> Vec<Case> {
             GET,
             "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
         ),
+        case(
+            "websocket upgrade, then frames both ways",
+            "GET {P}/ws HTTP/1.1\r\nHost: a.test\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nKeep-Alive: timeout=5\r\n\r\n\x01\x02hi",
+        ),
+        case(
+            "upgrade refused by the upstream",
+            "GET {P}/ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "HTTP/1.1 426 Upgrade Required\r\nContent-Length: 4\r\n\r\nnope",
+        ),
         case("an HTTP/1.0 answer", GET, "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi"),
         case("an HTTP/1.0 close-delimited answer", GET, "HTTP/1.0 200 OK\r\n\r\nall of it"),
     ]

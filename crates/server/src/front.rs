@@ -164,9 +164,16 @@ impl ServerApp for Front {
                     return None;
                 }
             };
-            if let (Some(fast), true) = (&self.fast, head.fast) {
+            if let (Some(fast), true) = (&self.fast, head.fast || head.tunnel) {
                 let next = fast
-                    .serve(&mut stream, &mut buf, head.len, client.as_ref(), shutdown)
+                    .serve(
+                        &mut stream,
+                        &mut buf,
+                        head.len,
+                        head.tunnel,
+                        client.as_ref(),
+                        shutdown,
+                    )
                     .await;
                 if next == Next::Close || *shutdown.borrow() {
                     return None;
@@ -187,7 +194,10 @@ impl ServerApp for Front {
                 None if first => session.set_keepalive(Some(60)),
                 None => {}
             }
-            let reused = self.proxy.process_new_http(session, shutdown).await?;
+            // Boxed: Pingora's request future is large, and inline it would
+            // make every connection's future (fast-path ones included) that
+            // large for its whole life.
+            let reused = Box::pin(self.proxy.process_new_http(session, shutdown)).await?;
             let (next, persistent) = reused.consume();
             stream = unwrap_guard(next)?;
             settings = persistent;
@@ -363,7 +373,9 @@ async fn write_answer(stream: &mut Stream, answer: &[u8]) -> bool {
 /// client has read the answer (nginx's lingering close).
 async fn linger(stream: &mut Stream) {
     let until = Instant::now() + LINGER;
-    let mut scratch = [0u8; 4096];
+    // On the heap: an array here would be part of every connection's
+    // future, lingering or not.
+    let mut scratch = vec![0u8; 4096];
     let mut drained = 0;
     while drained < LINGER_BYTES {
         let left = until.saturating_duration_since(Instant::now());

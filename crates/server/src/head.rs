@@ -54,6 +54,11 @@ pub struct Head {
     /// `Content-Length` or exactly `chunked`. Anything else goes to
     /// Pingora.
     pub fast: bool,
+    /// The request asks for a protocol upgrade the fast path tunnels
+    /// (`fast.rs`): HTTP/1.1 `GET` of a plain origin-form target, one
+    /// `Host`, `Connection: upgrade` with an `Upgrade` field, no `Expect`
+    /// and no body. Other upgrades go to Pingora.
+    pub tunnel: bool,
 }
 
 /// Why a request is refused, and what to answer.
@@ -143,6 +148,7 @@ fn judge(buf: &[u8]) -> Parsed {
                         // Pingora rewrites such a target; the fast path
                         // forwards only what it can take as sent.
                         fast: false,
+                        tunnel: false,
                         ..head
                     }),
                     Ok(p) => p,
@@ -164,7 +170,12 @@ fn parse(buf: &[u8]) -> Result<Parsed, httparse::Error> {
     match req.parse_with_uninit_headers(buf, &mut headers)? {
         httparse::Status::Partial => Ok(Parsed::Partial),
         httparse::Status::Complete(len) => Ok(match framing(&req) {
-            Ok((chunked, fast)) => Parsed::Complete(Head { len, chunked, fast }),
+            Ok((chunked, fast, tunnel)) => Parsed::Complete(Head {
+                len,
+                chunked,
+                fast,
+                tunnel,
+            }),
             Err(r) => Parsed::Refuse(r),
         }),
     }
@@ -210,13 +221,13 @@ fn escape_target(buf: &[u8]) -> Option<Vec<u8>> {
 /// leaves out: an HTTP/1.1 request must carry `Host`. Returns whether the
 /// body is chunked, and whether the request is inside the fast path's
 /// envelope ([`Head::fast`]).
-fn framing(req: &httparse::Request<'_, '_>) -> Result<(bool, bool), Refusal> {
+fn framing(req: &httparse::Request<'_, '_>) -> Result<(bool, bool, bool), Refusal> {
     let mut host: Option<&[u8]> = None;
     let mut last_te: Option<&[u8]> = None;
     let mut te_fields = 0usize;
     let mut length: Option<u64> = None;
     let mut bad_length = false;
-    let mut special = false;
+    let (mut upgrade, mut expect, mut connection_upgrade) = (false, false, false);
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("host") {
             if host.is_some() {
@@ -228,14 +239,29 @@ fn framing(req: &httparse::Request<'_, '_>) -> Result<(bool, bool), Refusal> {
             te_fields += 1;
         } else if h.name.eq_ignore_ascii_case("content-length") {
             bad_length |= !merge_lengths(&mut length, h.value);
-        } else if h.name.eq_ignore_ascii_case("upgrade") || h.name.eq_ignore_ascii_case("expect") {
-            special = true;
+        } else if h.name.eq_ignore_ascii_case("upgrade") {
+            upgrade = true;
+        } else if h.name.eq_ignore_ascii_case("expect") {
+            expect = true;
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            connection_upgrade |= h
+                .value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
         }
     }
-    let fast = !special
+    let plain = !expect
         && req.version == Some(1)
         && req.method.is_some_and(|m| m != "CONNECT")
-        && req.path.is_some_and(plain_origin_form)
+        && req.path.is_some_and(plain_origin_form);
+    let tunnel = plain
+        && upgrade
+        && connection_upgrade
+        && req.method == Some("GET")
+        && last_te.is_none()
+        && length.unwrap_or(0) == 0;
+    let fast = plain
+        && !upgrade
         && match (last_te, length) {
             (None, _) => true,
             (Some(te), None) => te_fields == 1 && te.trim_ascii().eq_ignore_ascii_case(b"chunked"),
@@ -271,12 +297,12 @@ fn framing(req: &httparse::Request<'_, '_>) -> Result<(bool, bool), Refusal> {
     if host.is_none() && req.version == Some(1) {
         return Err(Refusal::new(400, "missing Host header"));
     }
-    if fast {
+    if fast || tunnel {
         // A target of plain URI characters is one the `http` builder in
         // `authority` accepts: skip building it (an allocation) per request.
-        return Ok((chunked, true));
+        return Ok((chunked, fast, tunnel));
     }
-    authority(req, host).map(|()| (chunked, false))
+    authority(req, host).map(|()| (chunked, false, false))
 }
 
 /// An origin-form target (`/path?query`) made only of characters every
@@ -506,9 +532,30 @@ mod tests {
                     len,
                     chunked: is_chunked,
                     fast,
+                    tunnel: false,
                 }),
                 "{head:?}"
             );
+        }
+    }
+
+    /// A WebSocket-style upgrade of a plain request is tunnelled by the
+    /// fast path; any other upgrade goes to Pingora.
+    #[test]
+    fn the_tunnel_envelope() {
+        let tunnel = |head: &str| match scan(head.as_bytes(), MAX) {
+            Verdict::Complete(h) => (h.tunnel, h.fast),
+            v => panic!("{head:?}: {v:?}"),
+        };
+        let ws = "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        assert_eq!(tunnel(ws), (true, false));
+        for head in [
+            "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n",
+            "POST /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 3\r\n\r\n",
+            "GET /ws HTTP/1.0\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\nExpect: 100-continue\r\n\r\n",
+        ] {
+            assert_eq!(tunnel(head), (false, false), "{head:?}");
         }
     }
 

@@ -66,8 +66,8 @@ const MAX_RESPONSE_HEADERS: usize = 128;
 /// Bytes asked for per read of a response from the upstream.
 const READ_SIZE: usize = 16 * 1024;
 /// Bytes asked for per read of a request body from the client: a slow
-/// upload holds this much (nginx's `client_body_buffer_size` is 8–16 KiB).
-const BODY_READ_SIZE: usize = 8 * 1024;
+/// upload holds about this much (the size of the buffer a head is read into).
+const BODY_READ_SIZE: usize = 4 * 1024;
 /// A response body at most this large that is already read goes out in
 /// the same write as its head.
 const INLINE_BODY: usize = 16 * 1024;
@@ -76,6 +76,9 @@ const INLINE_BODY: usize = 16 * 1024;
 const MAX_READ_AHEAD: usize = 64 * 1024;
 /// Time allowed for each read of a request body from the client.
 const CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Each direction of a tunnel (an upgraded connection) reads this much at
+/// a time; a WebSocket holds twice this while open.
+const TUNNEL_BUFFER: usize = 4 * 1024;
 /// A per-connection buffer larger than this after a request is dropped,
 /// so an idle keep-alive connection stays small.
 const KEEP_CAPACITY: usize = 16 * 1024;
@@ -175,6 +178,7 @@ pub(crate) struct FastPath {
     unmatched: RouteMetrics,
     health: RouteMetrics,
     send_timeouts: IntCounter,
+    idle_tunnels: IntCounter,
     options: RouterOptions,
 }
 
@@ -194,9 +198,22 @@ struct Plan<'s> {
     /// The client asked to close after this request.
     close: bool,
     head_request: bool,
+    /// An upgrade to tunnel once the upstream answers 101
+    /// ([`crate::head::Head::tunnel`]).
+    tunnel: bool,
     /// Method and target as received, for the access log (only when it
     /// is on).
     log: Option<(String, String)>,
+}
+
+/// How forwarding a request ended.
+enum Forwarded {
+    /// The exchange is over; what the connection does next.
+    Done(Next),
+    /// The upstream switched protocols: the 101 and every byte either side
+    /// sent after its head have been passed on; the two connections are a
+    /// tunnel now.
+    Upgraded(TcpStream, SocketAddr),
 }
 
 enum Action<'s> {
@@ -243,6 +260,7 @@ impl FastPath {
             unmatched: metrics.route_handles(UNMATCHED),
             health: metrics.route_handles(HEALTH),
             send_timeouts: metrics.cut_counter(CutReason::SendTimeout),
+            idle_tunnels: metrics.cut_counter(CutReason::TunnelIdle),
             options,
         }
     }
@@ -260,6 +278,7 @@ impl FastPath {
         client: &mut Stream,
         buf: &mut BytesMut,
         head_len: usize,
+        tunnel: bool,
         peer: Option<&Peer>,
         shutdown: &ShutdownWatch,
     ) -> Next {
@@ -269,7 +288,8 @@ impl FastPath {
         let _in_flight = self.lifecycle.track();
         let snapshot = self.snapshot.load_full();
         scratch.out.clear();
-        let Some(plan) = self.plan(&snapshot, &buf[..head_len], peer, &mut scratch.out) else {
+        let Some(plan) = self.plan(&snapshot, &buf[..head_len], tunnel, peer, &mut scratch.out)
+        else {
             // head.rs parsed the same bytes; a disagreement is refused, never
             // let through.
             return Next::Close;
@@ -309,8 +329,21 @@ impl FastPath {
                 }
             }
             Action::Forward(entry) => {
-                self.forward(client, buf, entry, &plan, scratch, started, shutdown)
+                match self
+                    .forward(client, buf, entry, &plan, scratch, started, shutdown)
                     .await
+                {
+                    Forwarded::Done(next) => next,
+                    Forwarded::Upgraded(mut conn, addr) => {
+                        // A tunnel may stay open for hours: it keeps no
+                        // request buffers, only its own two small ones.
+                        drop(lease);
+                        *buf = BytesMut::new();
+                        self.tunnel(client, &mut conn, entry).await;
+                        self.finish(&entry.payload.metrics, 101, started, &plan, Some(addr), 0);
+                        return Next::Close;
+                    }
+                }
             }
         };
         next
@@ -322,6 +355,7 @@ impl FastPath {
         &self,
         snapshot: &'s Snapshot,
         head: &[u8],
+        tunnel: bool,
         peer: Option<&Peer>,
         out: &mut Vec<u8>,
     ) -> Option<Plan<'s>> {
@@ -373,15 +407,12 @@ impl FastPath {
         };
         let action = match decide(&snapshot.table, &method, host, request_target) {
             Decision::Forward(f) => {
-                upstream_head(
-                    out,
-                    method_text,
-                    f.target.as_deref().unwrap_or(target),
-                    headers,
-                    connection,
-                    peer,
-                    &self.options.trusted,
-                );
+                let line = RequestLine {
+                    method: method_text,
+                    target: f.target.as_deref().unwrap_or(target),
+                    upgrade: tunnel.then(|| upgrade_value(headers)).flatten(),
+                };
+                upstream_head(out, &line, headers, connection, peer, &self.options.trusted);
                 Action::Forward(f.route)
             }
             Decision::Health => {
@@ -421,6 +452,7 @@ impl FastPath {
             body,
             close,
             head_request: method == Method::HEAD,
+            tunnel,
             log,
         })
     }
@@ -462,7 +494,7 @@ impl FastPath {
         scratch: &mut Scratch,
         started: Instant,
         shutdown: &ShutdownWatch,
-    ) -> Next {
+    ) -> Forwarded {
         let route = &entry.route;
         let rt: &RouteRuntime = &entry.payload;
         // A body already here in full goes out with the head, and can be
@@ -487,8 +519,8 @@ impl FastPath {
                     error,
                     offset: check.position(),
                 };
-                return self
-                    .fail(
+                return Forwarded::Done(
+                    self.fail(
                         client,
                         entry,
                         UpstreamFailure::BadBody(bad),
@@ -497,7 +529,8 @@ impl FastPath {
                         None,
                         &mut scratch.out,
                     )
-                    .await;
+                    .await,
+                );
             }
         }
         let n = rt.targets.len();
@@ -528,8 +561,8 @@ impl FastPath {
         }
         let keep = !plan.close && !*shutdown.borrow();
         let Some((mut conn, mut reused, addr)) = upstream else {
-            return self
-                .fail(
+            return Forwarded::Done(
+                self.fail(
                     client,
                     entry,
                     failure,
@@ -538,7 +571,8 @@ impl FastPath {
                     None,
                     &mut scratch.out,
                 )
-                .await;
+                .await,
+            );
         };
         let head = loop {
             let outcome = self
@@ -548,7 +582,7 @@ impl FastPath {
                     &mut conn,
                     pending,
                     entry,
-                    (plan.head_request, keep),
+                    (plan.head_request, keep, plan.tunnel),
                     scratch,
                 )
                 .await;
@@ -566,8 +600,8 @@ impl FastPath {
                         Err(etype) => {
                             rt.metrics.upstream_error(UpstreamErrorKind::Connect);
                             let failure = UpstreamFailure::Error(etype);
-                            return self
-                                .fail(
+                            return Forwarded::Done(
+                                self.fail(
                                     client,
                                     entry,
                                     failure,
@@ -576,13 +610,14 @@ impl FastPath {
                                     Some(addr),
                                     &mut scratch.out,
                                 )
-                                .await;
+                                .await,
+                            );
                         }
                     }
                 }
                 Err(failure) => {
-                    return self
-                        .fail(
+                    return Forwarded::Done(
+                        self.fail(
                             client,
                             entry,
                             failure,
@@ -591,7 +626,8 @@ impl FastPath {
                             Some(addr),
                             &mut scratch.out,
                         )
-                        .await;
+                        .await,
+                    );
                 }
                 Ok(head) => break head,
             }
@@ -600,6 +636,23 @@ impl FastPath {
         // upstream's was parsed.
         let (status, frame, head_len) = head;
         scratch.up.advance(head_len);
+        if status == 101 {
+            // Switched (only ever for a tunnel request, which has no body):
+            // the 101 and whatever the upstream sent after it go to the
+            // client, what the client sent after its head to the upstream.
+            scratch.out.extend_from_slice(&scratch.up);
+            scratch.up.clear();
+            if self.send(client, &scratch.out, 0).await.is_err()
+                || write_timed(&mut conn, buf, route.read_timeout)
+                    .await
+                    .is_err()
+            {
+                self.finish(&rt.metrics, 101, started, plan, Some(addr), 0);
+                return Forwarded::Done(Next::Close);
+            }
+            buf.clear();
+            return Forwarded::Upgraded(conn, addr);
+        }
         let relayed = self
             .relay_body(client, &mut conn, frame, route.read_timeout, scratch)
             .await;
@@ -609,7 +662,7 @@ impl FastPath {
                     self.pool.checkin(addr, conn);
                 }
                 self.finish(&rt.metrics, status, started, plan, Some(addr), sent);
-                return if keep { Next::KeepAlive } else { Next::Close };
+                return Forwarded::Done(if keep { Next::KeepAlive } else { Next::Close });
             }
             Err(Cut::Client(sent)) => (status, (sent, Next::Close)),
             Err(Cut::Upstream(kind, sent)) => {
@@ -624,7 +677,51 @@ impl FastPath {
             }
         };
         self.finish(&rt.metrics, code, started, plan, Some(addr), next.0);
-        next.1
+        Forwarded::Done(next.1)
+    }
+
+    /// Relays a tunnel's bytes both ways until either side closes, or
+    /// neither sends anything for the route's `read_timeout` (counted as an
+    /// idle tunnel, as on the Pingora path). Writes to the client are held
+    /// to `--send-timeout`.
+    async fn tunnel(&self, client: &mut Stream, conn: &mut TcpStream, entry: &RouteEntry) {
+        let idle = entry.route.read_timeout;
+        // On the heap, once per tunnel: in the connection's future they
+        // would make every connection that large.
+        let mut buffers = vec![0u8; 2 * TUNNEL_BUFFER];
+        let (from_client, from_upstream) = buffers.split_at_mut(TUNNEL_BUFFER);
+        let quiet = tokio::time::sleep(idle);
+        tokio::pin!(quiet);
+        loop {
+            tokio::select! {
+                r = client.read(from_client) => match r {
+                    Ok(n) if n > 0 => {
+                        if write_timed(conn, &from_client[..n], idle).await.is_err() {
+                            return;
+                        }
+                    }
+                    _ => return,
+                },
+                r = conn.read(from_upstream) => match r {
+                    Ok(n) if n > 0 => {
+                        if self.send(client, &from_upstream[..n], 0).await.is_err() {
+                            return;
+                        }
+                    }
+                    _ => return,
+                },
+                () = &mut quiet => {
+                    self.idle_tunnels.inc();
+                    tracing::info!(
+                        route = %entry.route.key(),
+                        reason = CutReason::TunnelIdle.label(),
+                        "upgraded connection idle for the route's read_timeout; closed"
+                    );
+                    return;
+                }
+            }
+            quiet.as_mut().reset(tokio::time::Instant::now() + idle);
+        }
     }
 
     /// A pooled connection to `addr`, or a new one; whether it was pooled.
@@ -677,7 +774,7 @@ impl FastPath {
         conn: &mut TcpStream,
         body: ReqBody,
         entry: &RouteEntry,
-        (head_request, keep): (bool, bool),
+        (head_request, keep, tunnel): (bool, bool, bool),
         scratch: &mut Scratch,
     ) -> Result<(u16, Framing, usize), UpstreamFailure> {
         let route = &entry.route;
@@ -723,7 +820,7 @@ impl FastPath {
             // Interim responses come first; the final one may follow in
             // the same read.
             loop {
-                match parse_response(&scratch.up, head_request, keep, &mut scratch.out) {
+                match parse_response(&scratch.up, head_request, keep, tunnel, &mut scratch.out) {
                     Ok(None) => {
                         quick_ack(conn);
                         break;
@@ -736,6 +833,7 @@ impl FastPath {
                         }
                         scratch.up.advance(len);
                     }
+                    Ok(Some(head @ (101, _, _))) if tunnel => return Ok(head),
                     Ok(Some((101, _, _))) | Err(_) => {
                         return Err(UpstreamFailure::Error(ErrorType::InvalidHTTPHeader))
                     }
@@ -956,7 +1054,7 @@ impl FastPath {
             tracing::info!(
                 target: "switchyard::access",
                 method = method.as_str(),
-                path = path.as_str(),
+                path = %path,
                 route = metrics.route(),
                 status = code,
                 upstream = upstream.map(tracing::field::display),
@@ -983,6 +1081,7 @@ fn parse_response(
     up: &[u8],
     head_request: bool,
     keep: bool,
+    tunnel: bool,
     out: &mut Vec<u8>,
 ) -> Result<Option<(u16, Framing, usize)>, FramingError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
@@ -1001,7 +1100,9 @@ fn parse_response(
         head_request,
     )?;
     out.clear();
-    if (100..200).contains(&status) {
+    if status == 101 && tunnel {
+        render_switch(&resp, out);
+    } else if (100..200).contains(&status) {
         render_interim(&resp, out);
     } else {
         render_response(&resp, out, frame, keep);
@@ -1095,6 +1196,27 @@ fn render_interim(resp: &httparse::Response<'_, '_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Writes a 101 on to the client as Pingora does: every field but the
+/// hop-by-hop ones that do not make the switch (`Connection` and
+/// `Upgrade` stay; nothing is added).
+fn render_switch(resp: &httparse::Response<'_, '_>, out: &mut Vec<u8>) {
+    status_line(out, 101, resp.reason.unwrap_or(""));
+    let connection = resp
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .map(|h| h.value);
+    for h in resp.headers.iter() {
+        let keep = h.name.eq_ignore_ascii_case("connection")
+            || h.name.eq_ignore_ascii_case("upgrade")
+            || !wire::is_hop_by_hop(h.name, connection.clone());
+        if keep {
+            wire::field(out, h.name.as_bytes(), h.value);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// `HTTP/1.1 <status> <reason>\r\n`: the proxy speaks its own version,
 /// whatever the upstream's (RFC 9110 §6.2).
 fn status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
@@ -1112,16 +1234,16 @@ fn status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
 /// here come out in the same order.
 fn upstream_head<'v>(
     out: &mut Vec<u8>,
-    method: &str,
-    target: &str,
+    line: &RequestLine<'_>,
     headers: &[httparse::Header<'_>],
     connection: impl Iterator<Item = &'v [u8]> + Clone,
     peer: Option<&Peer>,
     trusted: &[ipnet::IpNet],
 ) {
-    out.extend_from_slice(method.as_bytes());
+    let upgrade = line.upgrade;
+    out.extend_from_slice(line.method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(line.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut xff: [&str; 8] = [""; 8];
     let mut xff_lines = 0;
@@ -1184,6 +1306,12 @@ fn upstream_head<'v>(
         }
         wire::field(out, name.as_bytes(), h.value);
     }
+    if let Some(protocol) = upgrade {
+        // Hop-by-hop, but the point of this request: sent on as Pingora
+        // sends them.
+        out.extend_from_slice(b"Connection: Upgrade\r\n");
+        wire::field(out, b"upgrade", protocol);
+    }
     match (&trusted_view, peer) {
         (Some(f), _) => wire::field(out, b"x-forwarded-for", f.x_forwarded_for.as_bytes()),
         (None, Some(p)) => {
@@ -1207,6 +1335,24 @@ fn upstream_head<'v>(
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// What the upstream request line says, and the protocol a tunnel asks
+/// for.
+struct RequestLine<'a> {
+    method: &'a str,
+    /// The target after the route's rewrite.
+    target: &'a str,
+    /// The `Upgrade` value of a request to tunnel.
+    upgrade: Option<&'a [u8]>,
+}
+
+/// The first `Upgrade` value of a request.
+fn upgrade_value<'h>(headers: &[httparse::Header<'h>]) -> Option<&'h [u8]> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("upgrade"))
+        .map(|h| h.value)
 }
 
 /// A complete answer of the proxy's own: `text/plain` with a length and
