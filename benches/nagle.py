@@ -57,6 +57,7 @@ import os
 import platform
 import select
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -66,14 +67,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidebyside.common import REPO, UPSTREAM_BODY, BenchError, deadline_loop, log
+from sidebyside.common import REPO, UPSTREAM_BODY, BenchError, log
 from sidebyside.configs import fill, routes_yaml, temp_paths_block
 from sidebyside.net import free_port, http_get
 from sidebyside.procfs import children_of
 from sidebyside.procs import CLEANUP, PROCS, cleanup, install_cleanup
 from sidebyside.proxies import Nginx, Switchyard
 from sidebyside.tools import ensure_binary, ensure_tools, find_tool, raise_nofile, snapshot_binary, tool_version
-from sidebyside.wrk import Wrk, parse_wrk
+from sidebyside.wrk import Wrk
 
 FIXTURE = REPO / "tests" / "fixtures" / "nagle_upstream.py"
 TIMEOUT = 5.0  # seconds for any one socket operation of the client
@@ -201,11 +202,11 @@ class TracedSwitchyard(Switchyard):
     def __init__(self, strace: str, trace: Path, *args) -> None:
         super().__init__(*args)
         self.strace, self.trace = strace, trace
-        self.seccomp = True
 
     def argv(self) -> list[str]:
-        flags = ["--seccomp-bpf"] if self.seccomp else []
-        return [self.strace, "-f", *flags, "-qq", "-e", "trace=setsockopt", "-o", str(self.trace),
+        # --seccomp-bpf: only setsockopt stops the process, so the load runs
+        # at nearly full speed.
+        return [self.strace, "-f", "--seccomp-bpf", "-qq", "-e", "trace=setsockopt", "-o", str(self.trace),
                 *super().argv()]
 
     def finish(self) -> list[str]:
@@ -213,7 +214,7 @@ class TracedSwitchyard(Switchyard):
         waits for strace to exit, and returns the traced calls."""
         if self.proc:
             for pid in children_of(self.proc.pid):
-                os.kill(pid, 15)
+                os.kill(pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -337,21 +338,21 @@ http {{
             ng.stop()
 
     def load_part(self) -> None:
-        sys_ = {b.name: self.switchyard(f"{b.name}-load", b, ["--fast-path", "on"], self.routes)
-                for b in self.binaries}
-        for p in sys_.values():
+        proxies = {b.name: self.switchyard(f"{b.name}-load", b, ["--fast-path", "on"], self.routes)
+                   for b in self.binaries}
+        for p in proxies.values():
             status, body = http_get(p.port, "/app1/x")
             if status != 200 or body != UPSTREAM_BODY:
                 raise BenchError(f"{p.name} /app1/x answered {status} {body!r}")
             self.wrk.run(p, self.a.connections, 1, measure=False)  # warm-up
         for rnd in range(self.a.rounds):
             for b in self.binaries:  # A B A B
-                r = self.wrk.run(sys_[b.name], self.a.connections, self.a.duration)
+                r = self.wrk.run(proxies[b.name], self.a.connections, self.a.duration)
                 self.load.setdefault(b.name, []).append(r)
                 log(f"round {rnd + 1}/{self.a.rounds} {b.name:12} {r['rps']:9.0f} req/s  p50 {ms(r['p50'] / 1e3)}  "
                     f"p99 {ms(r['p99'] / 1e3)}  cpu {r['cpu_us_per_req']:.1f} µs/req  errors {r['errors']} "
                     f"non2xx {r['non2xx']}  others {r['cores']['other']:.2f} cores")
-        for p in sys_.values():
+        for p in proxies.values():
             p.stop()
 
     def traced(self, b: Binary, tag: str) -> TracedSwitchyard:

@@ -2,11 +2,11 @@
 //! `protocol_version = "HTTP/1.1"` writes a response's head and body in two
 //! writes with Nagle on, so on a reused connection the body waits for the
 //! ACK of the head, and a peer that delays its ACKs (~40 ms on Linux) adds
-//! that to every response. The fast path acknowledges at once whenever a
-//! read from the upstream ends short of the response's end
-//! (`quick_ack` in `crates/server/src/fast/mod.rs`), so pooled requests to
-//! such an upstream are as fast as fresh ones; pingora-proxy (`--fast-path
-//! off`) does not, and shows the stall. The upstream is the real thing,
+//! that to every response. The fast path acknowledges at once before each
+//! wait for more of a response than has arrived (`quick_ack` in
+//! `crates/server/src/fast/mod.rs`), so pooled requests to such an upstream
+//! are as fast as fresh ones; pingora-proxy (`--fast-path off`) does not,
+//! and shows the stall. The upstream is the real thing,
 //! `tests/fixtures/nagle_upstream.py` under `python3`; `benches/nagle.py`
 //! measures the same cases with nginx alongside (benches/README.md).
 

@@ -380,10 +380,7 @@ impl FastPath {
                 body = ReqBody::Chunked;
             }
         }
-        let connection = headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-            .map(|h| h.value);
+        let connection = connection_values(headers);
         let close = connection.clone().any(|v| framing::has_token(v, b"close"));
         let (path, query) = match target.split_once('?') {
             Some((p, q)) => (p, Some(q)),
@@ -586,7 +583,8 @@ impl FastPath {
                     scratch,
                 )
                 .await;
-            match outcome {
+            let failure = match outcome {
+                Ok(head) => break head,
                 // A pooled connection the upstream had closed: the request
                 // never reached it, so it goes once more on a new one.
                 Err(UpstreamFailure::Error(ErrorType::ConnectionClosed))
@@ -596,41 +594,21 @@ impl FastPath {
                         Ok(fresh) => {
                             conn = fresh;
                             reused = false;
+                            continue;
                         }
                         Err(etype) => {
                             rt.metrics.upstream_error(UpstreamErrorKind::Connect);
-                            let failure = UpstreamFailure::Error(etype);
-                            return Forwarded::Done(
-                                self.fail(
-                                    client,
-                                    entry,
-                                    failure,
-                                    plan,
-                                    started,
-                                    Some(addr),
-                                    &mut scratch.out,
-                                )
-                                .await,
-                            );
+                            UpstreamFailure::Error(etype)
                         }
                     }
                 }
-                Err(failure) => {
-                    return Forwarded::Done(
-                        self.fail(
-                            client,
-                            entry,
-                            failure,
-                            plan,
-                            started,
-                            Some(addr),
-                            &mut scratch.out,
-                        )
-                        .await,
-                    );
-                }
-                Ok(head) => break head,
-            }
+                Err(failure) => failure,
+            };
+            let out = &mut scratch.out;
+            let next = self
+                .fail(client, entry, failure, plan, started, Some(addr), out)
+                .await;
+            return Forwarded::Done(next);
         };
         // The client's head is in `scratch.out` now, rendered as the
         // upstream's was parsed.
@@ -1100,10 +1078,8 @@ fn parse_response(
         head_request,
     )?;
     out.clear();
-    if status == 101 && tunnel {
-        render_switch(&resp, out);
-    } else if (100..200).contains(&status) {
-        render_interim(&resp, out);
+    if (100..200).contains(&status) {
+        render_interim(&resp, out, status == 101 && tunnel);
     } else {
         render_response(&resp, out, frame, keep);
     }
@@ -1123,11 +1099,7 @@ fn render_response(
 ) {
     status_line(out, resp.code.unwrap_or(0), resp.reason.unwrap_or(""));
     let connection_value: &[u8] = if keep { b"keep-alive" } else { b"close" };
-    let connection = resp
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .map(|h| h.value);
+    let connection = connection_values(resp.headers);
     let (mut wrote_length, mut wrote_coding, mut wrote_date, mut wrote_connection) =
         (false, false, false, false);
     for h in resp.headers.iter() {
@@ -1180,41 +1152,30 @@ fn length_value(value: &[u8]) -> &[u8] {
 }
 
 /// Writes an interim (1xx) response head on to the client: its status
-/// and end-to-end fields, nothing added.
-fn render_interim(resp: &httparse::Response<'_, '_>, out: &mut Vec<u8>) {
+/// and end-to-end fields, nothing added. For a 101 that switches a tunnel
+/// (`switch`), `Connection` and `Upgrade` stay too, as Pingora sends them.
+fn render_interim(resp: &httparse::Response<'_, '_>, out: &mut Vec<u8>, switch: bool) {
     status_line(out, resp.code.unwrap_or(0), resp.reason.unwrap_or(""));
-    let connection = resp
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .map(|h| h.value);
+    let connection = connection_values(resp.headers);
     for h in resp.headers.iter() {
-        if !wire::is_hop_by_hop(h.name, connection.clone()) {
+        let switching = switch
+            && (h.name.eq_ignore_ascii_case("connection")
+                || h.name.eq_ignore_ascii_case("upgrade"));
+        if switching || !wire::is_hop_by_hop(h.name, connection.clone()) {
             wire::field(out, h.name.as_bytes(), h.value);
         }
     }
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes a 101 on to the client as Pingora does: every field but the
-/// hop-by-hop ones that do not make the switch (`Connection` and
-/// `Upgrade` stay; nothing is added).
-fn render_switch(resp: &httparse::Response<'_, '_>, out: &mut Vec<u8>) {
-    status_line(out, 101, resp.reason.unwrap_or(""));
-    let connection = resp
-        .headers
+/// Every `Connection` value of a head, in order.
+fn connection_values<'h>(
+    headers: &'h [httparse::Header<'_>],
+) -> impl Iterator<Item = &'h [u8]> + Clone {
+    headers
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .map(|h| h.value);
-    for h in resp.headers.iter() {
-        let keep = h.name.eq_ignore_ascii_case("connection")
-            || h.name.eq_ignore_ascii_case("upgrade")
-            || !wire::is_hop_by_hop(h.name, connection.clone());
-        if keep {
-            wire::field(out, h.name.as_bytes(), h.value);
-        }
-    }
-    out.extend_from_slice(b"\r\n");
+        .map(|h| h.value)
 }
 
 /// `HTTP/1.1 <status> <reason>\r\n`: the proxy speaks its own version,
