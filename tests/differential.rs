@@ -67,6 +67,14 @@ const fn refused(name: &'static str, request: &'static str, response: &'static s
     }
 }
 
+/// An answer head of ~100 KiB (one huge field), larger than the fast
+/// path takes.
+const ENDLESS_HEAD: &str = concat!(
+    "HTTP/1.1 200 OK\r\nX-Big: ",
+    include_str!("fixtures/100k.txt"),
+    "\r\nContent-Length: 2\r\n\r\nhi"
+);
+
 const GET: &str = "GET {P}/x?q=1 HTTP/1.1\r\nHost: a.test\r\nUser-Agent: t\r\n\r\n";
 const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Up: 1\r\n\r\nhi";
 
@@ -176,6 +184,7 @@ fn corpus() -> Vec<Case> {
             GET,
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhi\r\n0\r\n\r\n",
         ),
+        refused("an endless answer head", GET, ENDLESS_HEAD),
         refused(
             "switching protocols to a plain request",
             GET,
@@ -437,7 +446,11 @@ async fn side(cases: &[Case], fast: &str) -> Side {
 }
 
 fn show(bytes: &[u8]) -> String {
-    bytes.escape_ascii().to_string()
+    let text = bytes.escape_ascii().to_string();
+    match text.char_indices().nth(2000) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], bytes.len()),
+        None => text,
+    }
 }
 
 fn status_of(response: &[u8]) -> u16 {

@@ -43,7 +43,7 @@ use pingora_core::server::ShutdownWatch;
 use pingora_error::ErrorType;
 use prometheus::IntCounter;
 use switchyard_h1::chunked::ChunkedDecoder;
-use switchyard_h1::response::{self as framing, BodyLength, Framing, FramingError};
+use switchyard_h1::response::{self as framing, BodyLength, Framing};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -63,6 +63,9 @@ const MAX_HEADERS: usize = 256;
 /// 502). `httparse` parses responses only into initialised arrays, zeroed
 /// per parse, so this is smaller than the request's.
 const MAX_RESPONSE_HEADERS: usize = 128;
+/// The largest upstream response head taken (interim heads before it
+/// included); beyond it, 502. nginx's default is 4–8 KiB.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Bytes asked for per read of a response from the upstream.
 const READ_SIZE: usize = 16 * 1024;
 /// Bytes asked for per read of a request body from the client: a slow
@@ -1052,6 +1055,12 @@ enum Cut {
     Upstream(UpstreamErrorKind, u64),
 }
 
+/// A response head the fast path will not pass on: malformed, framed
+/// ambiguously ([`switchyard_h1::response::FramingError`]), or larger than
+/// [`MAX_RESPONSE_HEAD`]. Its answer is a 502.
+#[derive(Debug)]
+struct Unusable;
+
 /// Parses a response head at the start of `up`: `None` while incomplete;
 /// once complete, its status, framing and length, with the head to send
 /// the client rendered into `out` (one parse per response).
@@ -1061,22 +1070,26 @@ fn parse_response(
     keep: bool,
     tunnel: bool,
     out: &mut Vec<u8>,
-) -> Result<Option<(u16, Framing, usize)>, FramingError> {
+) -> Result<Option<(u16, Framing, usize)>, Unusable> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut fields);
     let len = match resp.parse(up) {
+        // An upstream does not get to grow the buffer without bound.
+        Ok(httparse::Status::Complete(len)) if len > MAX_RESPONSE_HEAD => return Err(Unusable),
         Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if up.len() > MAX_RESPONSE_HEAD => return Err(Unusable),
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(FramingError::BareLineEnding),
+        Err(_) => return Err(Unusable),
     };
-    framing::check_line_endings(&up[..len])?;
+    framing::check_line_endings(&up[..len]).map_err(|_| Unusable)?;
     let status = resp.code.unwrap_or(0);
     let frame = framing::framing(
         status,
         resp.version == Some(0),
         resp.headers.iter().map(|h| (h.name, h.value)),
         head_request,
-    )?;
+    )
+    .map_err(|_| Unusable)?;
     out.clear();
     if (100..200).contains(&status) {
         render_interim(&resp, out, status == 101 && tunnel);
