@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Heap allocations per request of a running Switchyard, counted with
+# uprobes on glibc's malloc, calloc, realloc, posix_memalign and free
+# (perf probe), under a steady keep-alive load: the fast path's goal is
+# none in steady state. (Frees can outnumber allocations: a free releases
+# memory allocated before the count began.)
+#
+#   benches/allocs.sh [--fast-path on|off] [BINARY]
+#
+# Needs root (uprobes), perf (Debian: linux-perf), nginx (the upstream) and
+# wrk; everything runs on 127.0.0.1 ports the kernel picks, and is stopped
+# on exit. Prints requests, allocating calls (malloc + calloc + realloc) and
+# free calls during a 2 s wrk run after a 1 s warm-up, and their ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fast=on
+if [[ ${1:-} == --fast-path ]]; then
+    fast=$2
+    shift 2
+fi
+bin=${1:-target/release/switchyard}
+[[ -x $bin ]] || { echo "allocs.sh: no binary at $bin (cargo build --release)" >&2; exit 2; }
+for tool in perf nginx wrk curl python3; do
+    command -v "$tool" >/dev/null || { echo "allocs.sh: $tool is missing" >&2; exit 2; }
+done
+libc=$(ldd "$bin" | awk '/libc\.so/ {print $3}')
+[[ -n $libc ]] || { echo "allocs.sh: cannot find the libc $bin uses" >&2; exit 2; }
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    perf probe -q -d 'probe_libc:*' 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+up=$(port); listen=$(port); admin=$(port)
+mkdir -p "$tmp/config" "$tmp/nginx"
+cat > "$tmp/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $tmp/nginx/nginx.pid;
+error_log $tmp/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $tmp/nginx; proxy_temp_path $tmp/nginx;
+    fastcgi_temp_path $tmp/nginx; uwsgi_temp_path $tmp/nginx; scgi_temp_path $tmp/nginx;
+    keepalive_requests 1000000;
+    server { listen 127.0.0.1:$up; location / { return 200 "hello from upstream\n"; } }
+}
+CONF
+printf 'routes:\n  - path: /app1\n    upstream: 127.0.0.1:%s\n' "$up" > "$tmp/config/routes.yaml"
+
+nginx -c "$tmp/nginx/nginx.conf" -p "$tmp/nginx" &
+pids+=($!)
+"$bin" serve --config "$tmp/config/routes.yaml" --listen "127.0.0.1:$listen" \
+    --admin-listen "127.0.0.1:$admin" --threads 2 --access-log off \
+    --fast-path "$fast" 2>"$tmp/switchyard.log" &
+proxy=$!
+pids+=("$proxy")
+for _ in $(seq 200); do
+    curl -fs -o /dev/null "http://127.0.0.1:$listen/app1/x" && break
+    sleep 0.05
+done
+curl -fs -o /dev/null "http://127.0.0.1:$listen/app1/x" || { echo "allocs.sh: the proxy did not come up" >&2; exit 1; }
+
+perf probe -q -d 'probe_libc:*' 2>/dev/null || true
+perf probe -q -x "$libc" --add malloc --add calloc --add realloc --add posix_memalign --add free
+url="http://127.0.0.1:$listen/app1/x"
+wrk -t2 -c64 -d1s "$url" >/dev/null
+perf stat -e probe_libc:malloc,probe_libc:calloc,probe_libc:realloc,probe_libc:posix_memalign,probe_libc:free -p "$proxy" -o "$tmp/perf.txt" -- sleep 3 &
+stat=$!
+wrk -t2 -c64 -d2s "$url" > "$tmp/wrk.txt"
+wait "$stat"
+requests=$(awk '/requests in/ {print $1}' "$tmp/wrk.txt")
+mallocs=$(awk '/probe_libc:(malloc|calloc|realloc|posix_memalign)/ {gsub(",", "", $1); n += $1} END {print n}' "$tmp/perf.txt")
+frees=$(awk '/probe_libc:free/ {gsub(",", "", $1); print $1}' "$tmp/perf.txt")
+python3 - "$fast" "$requests" "$mallocs" "$frees" <<'PY'
+import sys
+fast, req, m, f = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+print(f"--fast-path {fast}: {req} requests, {m} allocating calls, {f} free: "
+      f"{m / req:.3f} allocations and {f / req:.3f} frees per request")
+PY
