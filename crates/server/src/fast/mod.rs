@@ -60,9 +60,8 @@ pub(crate) use pool::Pool;
 /// As many header fields as the head check accepts.
 const MAX_HEADERS: usize = 256;
 /// As many header fields as an upstream response may have (more is a
-/// 502). `httparse` parses responses only into initialised arrays, zeroed
-/// per parse, so this is smaller than the request's.
-const MAX_RESPONSE_HEADERS: usize = 128;
+/// 502), as many as a request may.
+const MAX_RESPONSE_HEADERS: usize = MAX_HEADERS;
 /// The largest upstream response head taken (interim heads before it
 /// included); beyond it, 502. nginx's default is 4–8 KiB.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -1071,9 +1070,14 @@ fn parse_response(
     tunnel: bool,
     out: &mut Vec<u8>,
 ) -> Result<Option<(u16, Framing, usize)>, Unusable> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut fields);
-    let len = match resp.parse(up) {
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        up,
+        &mut fields,
+    );
+    let len = match parsed {
         // An upstream does not get to grow the buffer without bound.
         Ok(httparse::Status::Complete(len)) if len > MAX_RESPONSE_HEAD => return Err(Unusable),
         Ok(httparse::Status::Complete(len)) => len,
