@@ -11,7 +11,7 @@ mod reload_client;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use switchyard_server::report::ReloadResult;
-use switchyard_server::{ServeConfig, ServeError, Stopped};
+use switchyard_server::{AccessLogSink, ServeConfig, ServeError, Stopped};
 
 /// A hot-reloading path-prefix reverse proxy, built on Pingora.
 #[derive(Debug, Parser)]
@@ -268,7 +268,14 @@ fn check(path: &std::path::Path, max_config_bytes: u64) -> u8 {
 
 fn serve(args: ServeArgs) -> u8 {
     // Dropped when `serve` returns, after the last line is logged.
-    let _log = init_logging(args.log_format);
+    let (_log, writer) = init_logging(args.log_format);
+    // The fast path's access-log batches go through the same writer, so
+    // they land whole between the other lines.
+    let access_log_sink = AccessLogSink::new(args.log_format == LogFormat::Json, move |batch| {
+        use std::io::Write as _;
+        // One write, so one message to the log thread: the batch stays whole.
+        let _ = writer.clone().write_all(batch);
+    });
     let seconds = |s: f64| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::ZERO);
     let threads = args
         .threads
@@ -283,6 +290,7 @@ fn serve(args: ServeArgs) -> u8 {
         poll_interval: Duration::from_secs(args.poll_interval),
         access_log: args.access_log == OnOff::On,
         fast_path: args.fast_path == OnOff::On,
+        access_log_sink: Some(access_log_sink),
         trusted_proxies: args.trusted_proxies,
         keepalive_timeout: (args.keepalive_timeout > 0)
             .then(|| Duration::from_secs(args.keepalive_timeout)),
@@ -328,7 +336,12 @@ fn serve(args: ServeArgs) -> u8 {
 /// per access-log line cost more than the whole fast path. Nothing is
 /// dropped: a queue full of unwritten lines makes the logger wait. The
 /// returned guard writes what is left when dropped; keep it until exit.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+fn init_logging(
+    format: LogFormat,
+) -> (
+    tracing_appender::non_blocking::WorkerGuard,
+    tracing_appender::non_blocking::NonBlocking,
+) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
@@ -340,7 +353,7 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
         ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
+        .with_writer(writer.clone())
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = match format {
         LogFormat::Text => builder.try_init(),
@@ -349,5 +362,5 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
     if let Err(e) = result {
         eprintln!("switchyard: logging not initialised: {e}");
     }
-    guard
+    (guard, writer)
 }

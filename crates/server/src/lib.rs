@@ -31,6 +31,7 @@
 // use; everything else is crate-private, and this lint keeps it so.
 #![warn(unreachable_pub)]
 
+mod access_log;
 mod admin;
 mod chunk_guard;
 mod decide;
@@ -68,6 +69,7 @@ use pingora_core::services::background::{background_service, BackgroundService};
 use pingora_core::services::listening::Service;
 use switchyard_routes::ConfigErrors;
 
+pub use crate::access_log::AccessLogSink;
 use crate::lifecycle::Lifecycle;
 pub use crate::shutdown::Stopped;
 use crate::state::Snapshot;
@@ -110,6 +112,9 @@ pub struct ServeConfig {
     /// Serve plain HTTP/1.1 requests on the fast path (`fast`), the rest
     /// through pingora-proxy; `false` sends everything through the latter.
     pub fast_path: bool,
+    /// Where the fast path writes its access-log lines, in batches; `None`
+    /// logs them one `tracing` event each, as the Pingora path does.
+    pub access_log_sink: Option<AccessLogSink>,
 }
 
 /// Idle upstream connections kept per shard (Pingora's pool) and per
@@ -274,7 +279,13 @@ pub fn serve(cfg: ServeConfig) -> Result<Stopped, ServeError> {
         upstream_health: Arc::clone(&upstream_health),
     };
     let mut proxy_services = Vec::with_capacity(shards);
+    let mut batches = Vec::new();
     for shard in 0..shards {
+        let batch = match (&cfg.access_log_sink, cfg.access_log) {
+            (Some(sink), true) => Some(Arc::new(access_log::Batch::new(sink.clone()))),
+            _ => None,
+        };
+        batches.extend(batch.clone());
         let router = proxy::Router::new(
             Arc::clone(&snapshot),
             Arc::clone(&lifecycle),
@@ -289,6 +300,7 @@ pub fn serve(cfg: ServeConfig) -> Result<Stopped, ServeError> {
                 &metrics,
                 router_options.clone(),
                 UPSTREAM_POOL_SIZE,
+                batch,
             )
         });
         let front = front::Front::new(
@@ -375,8 +387,53 @@ pub fn serve(cfg: ServeConfig) -> Result<Stopped, ServeError> {
             let _ = done.send(Stopped::Stopped);
         })
         .map_err(ServeError::Thread)?;
+    let flusher = access_log_flusher(batches)?;
     // Both senders gone without a word cannot happen; count it as stopped.
-    Ok(stopped.recv().unwrap_or(Stopped::Stopped))
+    let stopped = stopped.recv().unwrap_or(Stopped::Stopped);
+    flusher.stop();
+    Ok(stopped)
+}
+
+/// The thread that hands on the access log's batches every
+/// [`access_log::FLUSH_EVERY`], and once more when stopped.
+struct Flusher {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn stop(mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn access_log_flusher(batches: Vec<Arc<access_log::Batch>>) -> Result<Flusher, ServeError> {
+    if batches.is_empty() {
+        return Ok(Flusher {
+            stop: None,
+            thread: None,
+        });
+    }
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("access-log".into())
+        .spawn(move || {
+            // Ends when the sender is dropped (a timeout only flushes).
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(access_log::FLUSH_EVERY)
+            {
+                batches.iter().for_each(|b| b.flush());
+            }
+            batches.iter().for_each(|b| b.flush());
+        })
+        .map_err(ServeError::Thread)?;
+    Ok(Flusher {
+        stop: Some(stop),
+        thread: Some(thread),
+    })
 }
 
 /// How long Pingora may take to bind the main listener: it retries a busy

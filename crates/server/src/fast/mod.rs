@@ -182,6 +182,8 @@ pub(crate) struct FastPath {
     send_timeouts: IntCounter,
     idle_tunnels: IntCounter,
     options: RouterOptions,
+    /// This shard's access-log batch; `None` logs through `tracing`.
+    log: Option<Arc<crate::access_log::Batch>>,
 }
 
 /// How the request's body arrives.
@@ -253,6 +255,7 @@ impl FastPath {
         metrics: &Metrics,
         options: RouterOptions,
         pool_size: usize,
+        log: Option<Arc<crate::access_log::Batch>>,
     ) -> Self {
         FastPath {
             spares: Spares(std::sync::Mutex::new(Vec::new())),
@@ -263,6 +266,7 @@ impl FastPath {
             health: metrics.route_handles(HEALTH),
             send_timeouts: metrics.cut_counter(CutReason::SendTimeout),
             idle_tunnels: metrics.cut_counter(CutReason::TunnelIdle),
+            log,
             options,
         }
     }
@@ -1030,7 +1034,20 @@ impl FastPath {
     ) {
         let elapsed = started.elapsed();
         metrics.request(code, elapsed);
-        if let Some((method, path)) = &plan.log {
+        let Some((method, path)) = &plan.log else {
+            return;
+        };
+        if let Some(batch) = &self.log {
+            batch.line(&crate::access_log::Record {
+                method,
+                path,
+                route: metrics.route(),
+                status: code,
+                upstream,
+                duration_ms: elapsed.as_secs_f64() * 1000.0,
+                bytes,
+            });
+        } else {
             tracing::info!(
                 target: "switchyard::access",
                 method = method.as_str(),
@@ -1070,7 +1087,8 @@ fn parse_response(
     tunnel: bool,
     out: &mut Vec<u8>,
 ) -> Result<Option<(u16, Framing, usize)>, Unusable> {
-    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut fields =
+        [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
     let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
         &mut resp,
