@@ -25,4 +25,5 @@ mod nagle;
 mod proxy;
 mod reload;
 mod shutdown;
+mod upstream_pool;
 mod vite;
