@@ -82,11 +82,15 @@ impl Batch {
         }
     }
 
-    /// Appends one line, and hands the batch on if it is full.
+    /// Appends one line unless `RUST_LOG` turns the access log off.
     pub(crate) fn line(&self, r: &Record<'_>) {
-        if !tracing::enabled!(target: "switchyard::access", tracing::Level::INFO) {
-            return;
+        if tracing::enabled!(target: "switchyard::access", tracing::Level::INFO) {
+            self.push(r);
         }
+    }
+
+    /// Appends one line, and hands the batch on if it is full.
+    fn push(&self, r: &Record<'_>) {
         let Ok(mut lines) = self.lines.lock() else {
             return;
         };
@@ -236,16 +240,23 @@ mod tests {
                 v.push(b.to_vec());
             }
         });
-        // Without a subscriber `enabled!` is false: format directly.
         let batch = Batch::new(sink);
-        if let Ok(mut lines) = batch.lines.lock() {
-            text_line(&mut lines, &record());
+        let written = || got.lock().map(|v| v.clone()).unwrap_or_default();
+        batch.push(&record());
+        assert!(written().is_empty(), "one line waits for more");
+        batch.flush();
+        batch.flush();
+        assert_eq!(written().len(), 1, "a flush hands it on once");
+        assert!(written()[0].ends_with(b"bytes=20\n"));
+        // A full batch goes out by itself, in whole lines.
+        let mut pushed = 0;
+        while written().len() < 2 {
+            batch.push(&record());
+            pushed += 1;
+            assert!(pushed < 10_000, "the batch never filled");
         }
-        assert!(got.lock().map(|v| v.is_empty()).unwrap_or(false));
-        batch.flush();
-        batch.flush();
-        let batches = got.lock().map(|v| v.clone()).unwrap_or_default();
-        assert_eq!(batches.len(), 1);
-        assert!(batches[0].ends_with(b"bytes=20\n"));
+        let full = &written()[1];
+        assert!(full.len() >= FLUSH_BYTES && full.ends_with(b"\n"));
+        assert_eq!(full.iter().filter(|&&b| b == b'\n').count(), pushed);
     }
 }

@@ -59,14 +59,21 @@ impl Peer {
     }
 }
 
-/// The entries of `X-Forwarded-For` values (every line, in order) as
-/// `forwarded` reads them: split at commas, trimmed, empty ones dropped.
-pub(crate) fn entries<'a>(lines: &'a [&'a str]) -> impl Iterator<Item = &'a str> + 'a {
-    lines
+/// The pieces of the `X-Forwarded-For` value sent on: the entries of the
+/// incoming values (every line, in order, split at commas, trimmed, empty
+/// ones dropped), each followed by `", "`, then `peer`. Pieces rather than
+/// a string, so the fast path writes them straight into its buffer.
+pub(crate) fn chain<'a>(
+    incoming: &'a [&'a str],
+    peer: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    incoming
         .iter()
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|p| !p.is_empty())
+        .flat_map(|p| [p, ", "])
+        .chain(std::iter::once(peer))
 }
 
 fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
@@ -95,12 +102,8 @@ pub(crate) fn forwarded(
     trusted: &[IpNet],
 ) -> Forwarded {
     let peer = canonical_ip(peer);
-    let mut xff = String::new();
-    for part in entries(incoming_xff) {
-        xff.push_str(part);
-        xff.push_str(", ");
-    }
-    xff.push_str(&peer.to_string());
+    let peer_text = peer.to_string();
+    let xff: String = chain(incoming_xff, &peer_text).collect();
 
     if !is_trusted(peer, trusted) {
         return Forwarded {

@@ -142,11 +142,7 @@ impl ProxyHttp for Router {
             Decision::Forward(f) => f,
             Decision::Health => {
                 ctx.health = true;
-                let (status, body) = if self.lifecycle.is_draining() {
-                    (503, "draining\n")
-                } else {
-                    (200, "ok\n")
-                };
+                let (status, body) = respond::health(self.lifecycle.is_draining());
                 respond::text(session, status, body.to_owned()).await?;
                 return Ok(true);
             }
@@ -160,8 +156,7 @@ impl ProxyHttp for Router {
                 return Ok(true);
             }
             Decision::NoRoute(path) => {
-                let body = format!("404 not found: no route for {path}\n");
-                respond::text(session, 404, body).await?;
+                respond::text(session, 404, respond::no_route_body(&path)).await?;
                 return Ok(true);
             }
             Decision::Redirect { route, location } => {
@@ -495,16 +490,9 @@ impl ProxyHttp for Router {
             };
         }
         let body = match code {
-            502 => format!(
-                "502 bad gateway: route {route}: upstream unreachable or refused ({})\n",
-                e.etype().as_str()
-            ),
-            504 => format!(
-                "504 gateway timeout: route {route}: upstream timed out ({})\n",
-                e.etype().as_str()
-            ),
+            502 | 504 => respond::upstream_failure_body(code, &route, e.etype().as_str()),
             400 => match &bad_body {
-                Some(bad) => format!("400 bad request: {bad}\n"),
+                Some(bad) => respond::bad_body(bad),
                 None => "400 bad request\n".to_owned(),
             },
             c => format!("{c} error: route {route}\n"),
@@ -545,12 +533,11 @@ fn strip_hop_by_hop(resp: &mut pingora_http::ResponseHeader) {
     for name in &named {
         resp.remove_header(name.as_str());
     }
-    let mut fixed = vec!["keep-alive", "proxy-connection", "te", "trailer"];
-    if resp.status != http::StatusCode::SWITCHING_PROTOCOLS {
-        fixed.push("upgrade");
-    }
-    for name in fixed {
+    for name in ["keep-alive", "proxy-connection", "te", "trailer"] {
         resp.remove_header(name);
+    }
+    if resp.status != http::StatusCode::SWITCHING_PROTOCOLS {
+        resp.remove_header("upgrade");
     }
 }
 

@@ -71,3 +71,33 @@ pub(crate) fn bad_path_body(why: switchyard_routes::PathError, path: &str) -> St
         ),
     }
 }
+
+/// The main listener's own `/health`: 200 `ok`, or 503 `draining` once a
+/// SIGTERM has begun the drain.
+pub(crate) fn health(draining: bool) -> (u16, &'static str) {
+    if draining {
+        (503, "draining\n")
+    } else {
+        (200, "ok\n")
+    }
+}
+
+/// The body of the 404 for a request no route matches (`path` normalized).
+pub(crate) fn no_route_body(path: &str) -> String {
+    format!("404 not found: no route for {path}\n")
+}
+
+/// The body of the answer to a request no upstream of `route` answered:
+/// 504 for a timeout, 502 otherwise, naming the error (`etype`, Pingora's
+/// name for it on either path).
+pub(crate) fn upstream_failure_body(code: u16, route: &str, etype: &str) -> String {
+    match code {
+        504 => format!("504 gateway timeout: route {route}: upstream timed out ({etype})\n"),
+        _ => format!("502 bad gateway: route {route}: upstream unreachable or refused ({etype})\n"),
+    }
+}
+
+/// The body of the 400 for a request body whose chunked framing broke.
+pub(crate) fn bad_body(bad: &crate::chunk_guard::BadChunk) -> String {
+    format!("400 bad request: {bad}\n")
+}

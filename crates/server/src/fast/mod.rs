@@ -49,7 +49,7 @@ use tokio::net::TcpStream;
 
 use crate::chunk_guard::BadChunk;
 use crate::decide::{decide, Decision, RequestTarget};
-use crate::forwarded::{entries, forwarded, Peer};
+use crate::forwarded::{chain, forwarded, Peer};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{CutReason, Metrics, RouteMetrics, UpstreamErrorKind, HEALTH, UNMATCHED};
 use crate::proxy::RouterOptions;
@@ -419,10 +419,10 @@ impl FastPath {
                 Action::Forward(f.route)
             }
             Decision::Health => {
-                let draining = self.lifecycle.is_draining();
+                let (status, body) = crate::respond::health(self.lifecycle.is_draining());
                 Action::Answer {
-                    status: if draining { 503 } else { 200 },
-                    body: Cow::Borrowed(if draining { "draining\n" } else { "ok\n" }),
+                    status,
+                    body: Cow::Borrowed(body),
                     options: false,
                     health: true,
                     redirect: None,
@@ -438,10 +438,9 @@ impl FastPath {
             Decision::BadPath(why) => {
                 answer(400, Cow::Owned(crate::respond::bad_path_body(why, path)))
             }
-            Decision::NoRoute(path) => answer(
-                404,
-                Cow::Owned(format!("404 not found: no route for {path}\n")),
-            ),
+            Decision::NoRoute(path) => {
+                answer(404, Cow::Owned(crate::respond::no_route_body(&path)))
+            }
             Decision::Redirect { route, location } => Action::Answer {
                 status: 308,
                 body: Cow::Owned(crate::respond::redirect_body(&location)),
@@ -640,15 +639,16 @@ impl FastPath {
         let relayed = self
             .relay_body(client, &mut conn, frame, route.read_timeout, scratch)
             .await;
-        let (code, next) = match relayed {
+        // The answer's status stands whatever becomes of its body; a body
+        // cut short closes the client connection.
+        let (sent, next) = match relayed {
             Ok(sent) => {
                 if frame.reusable && scratch.up.is_empty() {
                     self.pool.checkin(addr, conn);
                 }
-                self.finish(&rt.metrics, status, started, plan, Some(addr), sent);
-                return Forwarded::Done(if keep { Next::KeepAlive } else { Next::Close });
+                (sent, if keep { Next::KeepAlive } else { Next::Close })
             }
-            Err(Cut::Client(sent)) => (status, (sent, Next::Close)),
+            Err(Cut::Client(sent)) => (sent, Next::Close),
             Err(Cut::Upstream(kind, sent)) => {
                 rt.metrics.upstream_error(kind);
                 tracing::warn!(
@@ -657,11 +657,11 @@ impl FastPath {
                     status,
                     "upstream failed while sending its response body; connection cut"
                 );
-                (status, (sent, Next::Close))
+                (sent, Next::Close)
             }
         };
-        self.finish(&rt.metrics, code, started, plan, Some(addr), next.0);
-        Forwarded::Done(next.1)
+        self.finish(&rt.metrics, status, started, plan, Some(addr), sent);
+        Forwarded::Done(next)
     }
 
     /// Relays a tunnel's bytes both ways until either side closes, or
@@ -971,7 +971,7 @@ impl FastPath {
                     error = %bad,
                     "request body refused"
                 );
-                (400, format!("400 bad request: {bad}\n"))
+                (400, crate::respond::bad_body(&bad))
             }
             UpstreamFailure::Error(etype) => {
                 let timeout = matches!(
@@ -994,18 +994,10 @@ impl FastPath {
                     error = etype.as_str(),
                     "upstream failed"
                 );
-                let body = if timeout {
-                    format!(
-                        "504 gateway timeout: route {route}: upstream timed out ({})\n",
-                        etype.as_str()
-                    )
-                } else {
-                    format!(
-                        "502 bad gateway: route {route}: upstream unreachable or refused ({})\n",
-                        etype.as_str()
-                    )
-                };
-                (code, body)
+                (
+                    code,
+                    crate::respond::upstream_failure_body(code, &route, etype.as_str()),
+                )
             }
         };
         out.clear();
@@ -1312,11 +1304,8 @@ fn upstream_head<'v>(
         (Some(f), _) => wire::field(out, b"x-forwarded-for", f.x_forwarded_for.as_bytes()),
         (None, Some(p)) => {
             out.extend_from_slice(b"x-forwarded-for: ");
-            for entry in entries(&xff[..xff_lines]) {
-                out.extend_from_slice(entry.as_bytes());
-                out.extend_from_slice(b", ");
-            }
-            out.extend_from_slice(p.text.as_bytes());
+            chain(&xff[..xff_lines], &p.text)
+                .for_each(|piece| out.extend_from_slice(piece.as_bytes()));
             out.extend_from_slice(b"\r\n");
         }
         (None, None) => {}
