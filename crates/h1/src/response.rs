@@ -53,17 +53,15 @@ pub enum FramingError {
 /// CR. `httparse` accepts a bare LF as a line ending; the client behind the
 /// proxy may not, and the two would then disagree on where the head ends.
 pub fn check_line_endings(head: &[u8]) -> Result<(), FramingError> {
-    let mut previous = 0u8;
-    for (i, &b) in head.iter().enumerate() {
-        let bad = match b {
-            b'\n' => previous != b'\r',
-            b'\r' => head.get(i + 1) != Some(&b'\n'),
-            _ => false,
-        };
-        if bad {
+    // Only the CRs and LFs matter, and `memchr` finds them without a
+    // branch per byte: each one found must be the CR of a CRLF.
+    let mut from = 0;
+    while let Some(i) = memchr::memchr2(b'\r', b'\n', &head[from..]) {
+        let at = from + i;
+        if head[at] == b'\n' || head.get(at + 1) != Some(&b'\n') {
             return Err(FramingError::BareLineEnding);
         }
-        previous = b;
+        from = at + 2;
     }
     Ok(())
 }
@@ -317,6 +315,25 @@ mod tests {
                 Err(FramingError::BareLineEnding),
                 "{bad:?}"
             );
+        }
+    }
+
+    /// The byte-by-byte definition: every LF after a CR, every CR before
+    /// an LF.
+    fn crlf_only(head: &[u8]) -> bool {
+        head.iter().enumerate().all(|(i, &b)| match b {
+            b'\n' => i > 0 && head[i - 1] == b'\r',
+            b'\r' => head.get(i + 1) == Some(&b'\n'),
+            _ => true,
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn line_endings_agree_with_the_bytewise_rule(
+            head in proptest::collection::vec(proptest::sample::select(vec![b'a', b'\r', b'\n']), 0..40)
+        ) {
+            proptest::prop_assert_eq!(check_line_endings(&head).is_ok(), crlf_only(&head));
         }
     }
 }

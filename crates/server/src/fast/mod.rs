@@ -386,10 +386,11 @@ impl FastPath {
                 body = ReqBody::Chunked;
             }
         }
-        let connection = connection_values(headers);
-        let close = connection.clone().any(|v| framing::has_token(v, b"close"));
-        let (path, query) = match target.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
+        let hop = wire::HopByHop::new(connection_values(headers));
+        let close = hop.lists(b"close");
+        // A byte search; '?' is ASCII, so the cut is on a char boundary.
+        let (path, query) = match target.bytes().position(|b| b == b'?') {
+            Some(i) => (&target[..i], Some(&target[i + 1..])),
             None => (target, None),
         };
         let request_target = RequestTarget {
@@ -415,7 +416,7 @@ impl FastPath {
                     target: f.target.as_deref().unwrap_or(target),
                     upgrade: tunnel.then(|| upgrade_value(headers)).flatten(),
                 };
-                upstream_head(out, &line, headers, connection, peer, &self.options.trusted);
+                upstream_head(out, &line, headers, &hop, peer, &self.options.trusted);
                 Action::Forward(f.route)
             }
             Decision::Health => {
@@ -921,7 +922,7 @@ impl FastPath {
     /// reading is cut and counted.
     async fn send(&self, client: &mut Stream, bytes: &[u8], sent: u64) -> Result<(), Cut> {
         match self.options.send_timeout {
-            Some(limit) => match tokio::time::timeout(limit, write_flush(client, bytes)).await {
+            Some(limit) => match within(limit, write_flush(client, bytes)).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_)) => Err(Cut::Client(sent)),
                 Err(_) => {
@@ -1126,7 +1127,7 @@ fn render_response(
 ) {
     status_line(out, resp.code.unwrap_or(0), resp.reason.unwrap_or(""));
     let connection_value: &[u8] = if keep { b"keep-alive" } else { b"close" };
-    let connection = connection_values(resp.headers);
+    let hop = wire::HopByHop::new(connection_values(resp.headers));
     let (mut wrote_length, mut wrote_coding, mut wrote_date, mut wrote_connection) =
         (false, false, false, false);
     for h in resp.headers.iter() {
@@ -1152,7 +1153,7 @@ fn render_response(
                 wire::field(out, name.as_bytes(), h.value);
                 wrote_coding = true;
             }
-        } else if !wire::is_hop_by_hop(name, connection.clone()) {
+        } else if !hop.contains(name) {
             wire::field(out, name.as_bytes(), h.value);
         }
     }
@@ -1183,12 +1184,12 @@ fn length_value(value: &[u8]) -> &[u8] {
 /// (`switch`), `Connection` and `Upgrade` stay too, as Pingora sends them.
 fn render_interim(resp: &httparse::Response<'_, '_>, out: &mut Vec<u8>, switch: bool) {
     status_line(out, resp.code.unwrap_or(0), resp.reason.unwrap_or(""));
-    let connection = connection_values(resp.headers);
+    let hop = wire::HopByHop::new(connection_values(resp.headers));
     for h in resp.headers.iter() {
         let switching = switch
             && (h.name.eq_ignore_ascii_case("connection")
                 || h.name.eq_ignore_ascii_case("upgrade"));
-        if switching || !wire::is_hop_by_hop(h.name, connection.clone()) {
+        if switching || !hop.contains(h.name) {
             wire::field(out, h.name.as_bytes(), h.value);
         }
     }
@@ -1209,7 +1210,16 @@ fn connection_values<'h>(
 /// whatever the upstream's (RFC 9110 §6.2).
 fn status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
     out.extend_from_slice(b"HTTP/1.1 ");
-    wire::number(out, u64::from(status));
+    match status {
+        // Three digits, as every status parsed or answered here has: no
+        // formatting machinery per response.
+        100..=999 => out.extend_from_slice(&[
+            b'0' + (status / 100) as u8,
+            b'0' + (status / 10 % 10) as u8,
+            b'0' + (status % 10) as u8,
+        ]),
+        _ => wire::number(out, u64::from(status)),
+    }
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -1224,7 +1234,7 @@ fn upstream_head<'v>(
     out: &mut Vec<u8>,
     line: &RequestLine<'_>,
     headers: &[httparse::Header<'_>],
-    connection: impl Iterator<Item = &'v [u8]> + Clone,
+    hop: &wire::HopByHop<'v, impl Iterator<Item = &'v [u8]> + Clone>,
     peer: Option<&Peer>,
     trusted: &[ipnet::IpNet],
 ) {
@@ -1289,7 +1299,7 @@ fn upstream_head<'v>(
             chunked = true;
             continue;
         }
-        if wire::is_hop_by_hop(name, connection.clone()) {
+        if hop.contains(name) {
             continue;
         }
         wire::field(out, name.as_bytes(), h.value);
@@ -1498,10 +1508,26 @@ async fn write_timed<W: AsyncWrite + Unpin>(
     bytes: &[u8],
     limit: Duration,
 ) -> Result<(), Option<std::io::Error>> {
-    match tokio::time::timeout(limit, w.write_all(bytes)).await {
+    match within(limit, w.write_all(bytes)).await {
         Ok(r) => r.map_err(Some),
-        Err(_) => Err(None),
+        Err(TimedOut) => Err(None),
     }
+}
+
+/// `limit` ran out.
+struct TimedOut;
+
+/// `fut`, held to `limit`. A timer is set only if `fut` has to wait: most
+/// writes finish on their first poll, and a timer set and cancelled for
+/// nothing (a clock read, a runtime lookup) was a measurable share of a
+/// request.
+async fn within<F: std::future::Future>(limit: Duration, fut: F) -> Result<F::Output, TimedOut> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(out) = first {
+        return Ok(out);
+    }
+    tokio::time::timeout(limit, fut).await.map_err(|_| TimedOut)
 }
 
 fn write_error(e: Option<std::io::Error>) -> ErrorType {

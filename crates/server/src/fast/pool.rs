@@ -34,7 +34,8 @@ pub(crate) struct Pool {
 
 #[derive(Default)]
 struct Inner {
-    by_address: HashMap<SocketAddr, Vec<Idle>>,
+    /// Keyed by addresses from the routes file: a fast hash is safe here.
+    by_address: HashMap<SocketAddr, Vec<Idle>, foldhash::fast::RandomState>,
     checkins: u32,
 }
 

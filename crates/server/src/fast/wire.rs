@@ -8,7 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Fields that describe one connection, not the message (RFC 9110
 /// §7.6.1), plus the framing fields the fast path writes itself. Pingora's
-/// list (`pingora-proxy/src/proxy_common.rs`) minus nothing.
+/// list (`pingora-proxy/src/proxy_common.rs`) minus nothing. [`listed`]
+/// matches them; this list is what its test holds it to.
+#[cfg(test)]
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
@@ -20,21 +22,86 @@ const HOP_BY_HOP: [&str; 8] = [
     "http2-settings",
 ];
 
-/// Whether a field named `name` stays on its hop: a hop-by-hop field, or
-/// one the message's `Connection` field (`connection`, every line's value)
-/// names.
-pub(crate) fn is_hop_by_hop<'v>(
-    name: &str,
-    connection: impl Iterator<Item = &'v [u8]> + Clone,
-) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-        || connection
-            .clone()
-            .any(|v| switchyard_h1::response::has_token(v, name.as_bytes()))
+/// Whether `name` is a field that describes one connection, not the
+/// message (RFC 9110 §7.6.1), or one of the framing fields the fast path
+/// writes itself: Pingora's list. Matched by length first: most names are
+/// ruled out without comparing a byte.
+fn listed(name: &str) -> bool {
+    let candidates: &[&str] = match name.len() {
+        2 => &["te"],
+        7 => &["trailer", "upgrade"],
+        10 => &["connection", "keep-alive"],
+        14 => &["http2-settings"],
+        16 => &["proxy-connection"],
+        17 => &["transfer-encoding"],
+        _ => &[],
+    };
+    candidates.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Tokens gathered from a head's `Connection` fields, at most this many;
+/// a head with more falls back to reading the fields again per name.
+const GATHERED: usize = 8;
+
+/// The fields of one head that stay on their hop: [`HOP_BY_HOP`] and
+/// whatever its `Connection` fields name. The `Connection` values are
+/// split once per head rather than once per field.
+pub(crate) struct HopByHop<'v, I> {
+    connection: I,
+    tokens: [&'v [u8]; GATHERED],
+    /// Tokens gathered; `None` when there were more than [`GATHERED`].
+    count: Option<usize>,
+}
+
+impl<'v, I: Iterator<Item = &'v [u8]> + Clone> HopByHop<'v, I> {
+    /// `connection` yields the value of every `Connection` field.
+    pub(crate) fn new(connection: I) -> Self {
+        let mut tokens: [&'v [u8]; GATHERED] = [b""; GATHERED];
+        let mut count = Some(0);
+        'values: for value in connection.clone() {
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                match count {
+                    _ if token.is_empty() => {}
+                    Some(n) if n < GATHERED => {
+                        tokens[n] = token;
+                        count = Some(n + 1);
+                    }
+                    _ => {
+                        count = None;
+                        break 'values;
+                    }
+                }
+            }
+        }
+        HopByHop {
+            connection,
+            tokens,
+            count,
+        }
+    }
+
+    /// Whether a `Connection` field lists `token` (`close`, say).
+    pub(crate) fn lists(&self, token: &[u8]) -> bool {
+        match self.count {
+            Some(n) => self.tokens[..n]
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(token)),
+            None => self
+                .connection
+                .clone()
+                .any(|v| switchyard_h1::response::has_token(v, token)),
+        }
+    }
+
+    /// Whether the field named `name` stays on its hop.
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        listed(name) || self.lists(name.as_bytes())
+    }
 }
 
 /// Appends `name: value\r\n`.
 pub(crate) fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.reserve(name.len() + value.len() + 4);
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
@@ -100,12 +167,46 @@ mod tests {
     #[test]
     fn hop_by_hop_fields_and_those_connection_names() {
         let conn: [&[u8]; 2] = [b"keep-alive, X-Secret", b"other"];
+        let hop = HopByHop::new(conn.iter().copied());
         for name in ["Connection", "TE", "transfer-encoding", "x-secret", "OTHER"] {
-            assert!(is_hop_by_hop(name, conn.iter().copied()), "{name}");
+            assert!(hop.contains(name), "{name}");
         }
-        for name in ["Host", "X-Secret-2", "Content-Length"] {
-            assert!(!is_hop_by_hop(name, conn.iter().copied()), "{name}");
+        for name in ["Host", "X-Secret-2", "Content-Length", "Close"] {
+            assert!(!hop.contains(name), "{name}");
         }
+        assert!(!hop.lists(b"close") && hop.lists(b"Keep-Alive"));
+    }
+
+    #[test]
+    fn the_length_switch_lists_exactly_the_hop_by_hop_fields() {
+        for name in HOP_BY_HOP {
+            assert!(listed(name) && listed(&name.to_ascii_uppercase()), "{name}");
+        }
+        for name in [
+            "t",
+            "tf",
+            "trailers",
+            "upgrade2",
+            "connectio",
+            "x-connection",
+        ] {
+            assert!(!listed(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn more_connection_tokens_than_gathered_are_still_all_seen() {
+        let many: [&[u8]; 2] = [b"a, b, c, d, e, f, g", b" , h, i, close"];
+        let hop = HopByHop::new(many.iter().copied());
+        assert_eq!(hop.count, None);
+        for name in ["a", "h", "I", "close"] {
+            assert!(hop.contains(name), "{name}");
+        }
+        assert!(!hop.contains("j") && hop.lists(b"close"));
+        let few: [&[u8]; 1] = [b" ,, a ,b,"];
+        let hop = HopByHop::new(few.iter().copied());
+        assert_eq!(hop.count, Some(2));
+        assert!(hop.contains("A") && hop.contains("b") && !hop.contains(""));
     }
 
     #[test]
