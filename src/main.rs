@@ -11,7 +11,7 @@ mod reload_client;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use switchyard_server::report::ReloadResult;
-use switchyard_server::{AccessLogSink, ServeConfig, ServeError, Stopped};
+use switchyard_server::{AccessLogSink, CpuAffinity, ServeConfig, ServeError, Stopped};
 
 /// A hot-reloading path-prefix reverse proxy, built on Pingora.
 #[derive(Debug, Parser)]
@@ -59,6 +59,13 @@ enum OnOff {
     Off,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Affinity {
+    Auto,
+    On,
+    Off,
+}
+
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
     /// The routes file (mount the ConfigMap's directory, not a subPath).
@@ -92,6 +99,16 @@ struct ServeArgs {
     /// sends every request through pingora-proxy (docs/fast-path.md).
     #[arg(long, env = "SWITCHYARD_FAST_PATH", value_enum, default_value = "on")]
     fast_path: OnOff,
+    /// Hold each proxy thread to a CPU of its own: `auto` when the usable
+    /// CPUs number exactly the threads (a CPU-exclusive container),
+    /// `on` always, `off` never (docs/configuration.md).
+    #[arg(
+        long,
+        env = "SWITCHYARD_CPU_AFFINITY",
+        value_enum,
+        default_value = "auto"
+    )]
+    cpu_affinity: Affinity,
     /// Seconds between checks of the file's hash, backing up the watcher.
     #[arg(long, env = "SWITCHYARD_POLL_INTERVAL", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -291,6 +308,11 @@ fn serve(args: ServeArgs) -> u8 {
         access_log: args.access_log == OnOff::On,
         fast_path: args.fast_path == OnOff::On,
         access_log_sink: Some(access_log_sink),
+        cpu_affinity: match args.cpu_affinity {
+            Affinity::Auto => CpuAffinity::Auto,
+            Affinity::On => CpuAffinity::On,
+            Affinity::Off => CpuAffinity::Off,
+        },
         trusted_proxies: args.trusted_proxies,
         keepalive_timeout: (args.keepalive_timeout > 0)
             .then(|| Duration::from_secs(args.keepalive_timeout)),

@@ -11,6 +11,7 @@
 
 mod support;
 
+mod affinity;
 mod browser;
 mod cli;
 mod config_limits;

@@ -83,8 +83,10 @@ pub(crate) struct Front {
     slots: Arc<ConnectionSlots>,
     unmatched: RouteMetrics,
     access_log: bool,
-    /// Whether this shard's [`timer_heartbeat`] runs.
-    heartbeat: std::sync::atomic::AtomicBool,
+    /// The CPU this shard's thread is held to (`--cpu-affinity`).
+    cpu: Option<usize>,
+    /// Whether [`Front::start_shard`] has run on this shard's thread.
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl Front {
@@ -96,6 +98,7 @@ impl Front {
         slots: Arc<ConnectionSlots>,
         unmatched: RouteMetrics,
         access_log: bool,
+        cpu: Option<usize>,
     ) -> Self {
         Front {
             proxy: Arc::new(proxy),
@@ -104,7 +107,8 @@ impl Front {
             slots,
             unmatched,
             access_log,
-            heartbeat: std::sync::atomic::AtomicBool::new(false),
+            cpu,
+            started: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -126,8 +130,8 @@ impl ServerApp for Front {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        if !self.heartbeat.swap(true, Ordering::Relaxed) {
-            tokio::spawn(timer_heartbeat());
+        if !self.started.swap(true, Ordering::Relaxed) {
+            self.start_shard();
         }
         let Some(_slot) = self.slots.acquire() else {
             self.slots.refuse(stream).await;
@@ -217,6 +221,23 @@ impl ServerApp for Front {
 }
 
 impl Front {
+    /// What a shard sets up on its own thread, when its first connection
+    /// arrives (Pingora runs no code of ours there before): the CPU it is
+    /// held to, and its [`timer_heartbeat`].
+    fn start_shard(&self) {
+        if let Some(cpu) = self.cpu {
+            match crate::affinity::pin_current_thread(cpu) {
+                Ok(()) => tracing::debug!(cpu, "shard thread held to its CPU"),
+                Err(error) => tracing::warn!(
+                    cpu,
+                    %error,
+                    "could not hold a shard thread to its CPU (--cpu-affinity); it runs unpinned"
+                ),
+            }
+        }
+        tokio::spawn(timer_heartbeat());
+    }
+
     /// Waits for the next request head on `stream` and reads it into `buf`.
     async fn read_head<S: std::future::Future>(
         &self,

@@ -33,6 +33,7 @@
 
 mod access_log;
 mod admin;
+mod affinity;
 mod chunk_guard;
 mod decide;
 mod fast;
@@ -70,6 +71,7 @@ use pingora_core::services::listening::Service;
 use switchyard_routes::ConfigErrors;
 
 pub use crate::access_log::AccessLogSink;
+pub use crate::affinity::CpuAffinity;
 use crate::lifecycle::Lifecycle;
 pub use crate::shutdown::Stopped;
 use crate::state::Snapshot;
@@ -115,6 +117,8 @@ pub struct ServeConfig {
     /// Where the fast path writes its access-log lines, in batches; `None`
     /// logs them one `tracing` event each, as the Pingora path does.
     pub access_log_sink: Option<AccessLogSink>,
+    /// When each shard's thread is held to a CPU of its own.
+    pub cpu_affinity: CpuAffinity,
 }
 
 /// Idle upstream connections kept per shard (Pingora's pool) and per
@@ -278,6 +282,8 @@ pub fn serve(cfg: ServeConfig) -> Result<Stopped, ServeError> {
         send_timeout: cfg.send_timeout,
         upstream_health: Arc::clone(&upstream_health),
     };
+    let usable_cpus = affinity::usable_cpus();
+    let shard_cpus = affinity::plan(cfg.cpu_affinity, shards, &usable_cpus);
     let mut proxy_services = Vec::with_capacity(shards);
     let mut batches = Vec::new();
     for shard in 0..shards {
@@ -310,6 +316,9 @@ pub fn serve(cfg: ServeConfig) -> Result<Stopped, ServeError> {
             Arc::clone(&slots),
             metrics.route_handles(metrics::UNMATCHED),
             cfg.access_log,
+            shard_cpus
+                .as_ref()
+                .and_then(|cpus| cpus.get(shard).copied()),
         );
         let mut service = Service::new(format!("proxy-{shard}"), front);
         let mut options = TcpSocketOptions::default();
@@ -361,6 +370,8 @@ pub fn serve(cfg: ServeConfig) -> Result<Stopped, ServeError> {
         listen = %cfg.listen,
         admin = %cfg.admin_listen,
         threads = cfg.threads,
+        shard_cpus = ?shard_cpus,
+        usable_cpus = usable_cpus.len(),
         open_files_limit = open_files,
         "switchyard started"
     );
