@@ -163,8 +163,16 @@ impl ServerApp for Front {
                 // that much.
                 buf = BytesMut::with_capacity(READ_CHUNK);
             }
+            // A head for the fast path is planned from the parse that
+            // judged it, while that parse is at hand.
+            let mut prepared = None;
+            let mut visit = |req: &httparse::Request<'_, '_>, head: &Head| {
+                if let (Some(fast), true) = (&self.fast, head.fast || head.tunnel) {
+                    prepared = Some(fast.prepare(req, head.tunnel, client.as_ref()));
+                }
+            };
             let head = match self
-                .read_head(&mut stream, &mut buf, first, stop.as_mut())
+                .read_head(&mut stream, &mut buf, first, stop.as_mut(), &mut visit)
                 .await
             {
                 HeadRead::Ready(head) => head,
@@ -174,16 +182,9 @@ impl ServerApp for Front {
                     return None;
                 }
             };
-            if let (Some(fast), true) = (&self.fast, head.fast || head.tunnel) {
+            if let (Some(fast), Some(prepared)) = (&self.fast, prepared.take()) {
                 let next = fast
-                    .serve(
-                        &mut stream,
-                        &mut buf,
-                        head.len,
-                        head.tunnel,
-                        client.as_ref(),
-                        shutdown,
-                    )
+                    .serve(&mut stream, &mut buf, head.len, prepared, shutdown)
                     .await;
                 if next == Next::Close || *shutdown.borrow() {
                     return None;
@@ -245,6 +246,7 @@ impl Front {
         buf: &mut BytesMut,
         first: bool,
         stop: std::pin::Pin<&mut S>,
+        visit: &mut head::Visit<'_>,
     ) -> HeadRead {
         let started = if !first && buf.is_empty() {
             // Between requests: idle up to the keep-alive timeout, and not
@@ -265,7 +267,7 @@ impl Front {
         let deadline = started + self.limits.header_timeout;
         loop {
             if !buf.is_empty() {
-                match head::scan(buf, self.limits.max_header_bytes) {
+                match head::scan_with(buf, self.limits.max_header_bytes, visit) {
                     Verdict::Complete(head) => return HeadRead::Ready(head),
                     Verdict::Refuse(r) => return HeadRead::Refused(r, started),
                     Verdict::Partial => {}

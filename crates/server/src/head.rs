@@ -86,7 +86,21 @@ const TOO_MANY: Refusal = Refusal::new(431, "too many header fields");
 /// Judges `buf`, the bytes of one request head read so far (the start of
 /// its body may follow), against `max_bytes`.
 pub fn scan(buf: &[u8], max_bytes: usize) -> Verdict {
-    match judge(buf) {
+    scan_with(buf, max_bytes, &mut |_, _| {})
+}
+
+/// What [`scan_with`] shows a head it parsed whole: the parsed request and
+/// the head's verdict so far.
+pub(crate) type Visit<'v> = dyn FnMut(&httparse::Request<'_, '_>, &Head) + Send + 'v;
+
+/// Like [`scan`]; a complete head that passes the framing checks is also
+/// shown to `visit` while its parse is at hand, so that a caller that
+/// needs its fields (the fast path) does not parse the bytes again. The
+/// verdict still decides: a head `visit` saw may yet be refused as too
+/// large, and a head Pingora would rewrite (an escaped target) is never
+/// shown.
+pub(crate) fn scan_with(buf: &[u8], max_bytes: usize, visit: &mut Visit<'_>) -> Verdict {
+    match judge(buf, visit) {
         Parsed::Complete(head) if head.len > max_bytes => {
             Verdict::Refuse(over_limit(buf, max_bytes))
         }
@@ -128,8 +142,8 @@ enum Parsed {
     Refuse(Refusal),
 }
 
-fn judge(buf: &[u8]) -> Parsed {
-    match parse(buf) {
+fn judge(buf: &[u8], visit: &mut Visit<'_>) -> Parsed {
+    match parse(buf, visit) {
         Err(e @ (httparse::Error::Token | httparse::Error::Version)) => {
             if request_line_span(buf).1.is_none() {
                 // The target may go on in the next packet; judge the line
@@ -140,7 +154,7 @@ fn judge(buf: &[u8]) -> Parsed {
             // quotes, controls) once and parses again; only if that fails
             // too is the request refused.
             match escape_target(buf) {
-                Some(escaped) => match parse(&escaped) {
+                Some(escaped) => match parse(&escaped, &mut |_, _| {}) {
                     // The escaped head is longer than the bytes on the wire;
                     // the size limit is about the latter.
                     Ok(Parsed::Complete(head)) => Parsed::Complete(Head {
@@ -163,19 +177,23 @@ fn judge(buf: &[u8]) -> Parsed {
 }
 
 /// One `httparse` pass over `buf`, with the framing checks on a complete
-/// head.
-fn parse(buf: &[u8]) -> Result<Parsed, httparse::Error> {
+/// head, which `visit` then sees.
+fn parse(buf: &[u8], visit: &mut Visit<'_>) -> Result<Parsed, httparse::Error> {
     let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     match req.parse_with_uninit_headers(buf, &mut headers)? {
         httparse::Status::Partial => Ok(Parsed::Partial),
         httparse::Status::Complete(len) => Ok(match framing(&req) {
-            Ok((chunked, fast, tunnel)) => Parsed::Complete(Head {
-                len,
-                chunked,
-                fast,
-                tunnel,
-            }),
+            Ok((chunked, fast, tunnel)) => {
+                let head = Head {
+                    len,
+                    chunked,
+                    fast,
+                    tunnel,
+                };
+                visit(&req, &head);
+                Parsed::Complete(head)
+            }
             Err(r) => Parsed::Refuse(r),
         }),
     }

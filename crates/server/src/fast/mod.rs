@@ -196,8 +196,8 @@ enum ReqBody {
 
 /// What the head asks for, taken out of the read buffer so the buffer can
 /// move on.
-struct Plan<'s> {
-    action: Action<'s>,
+struct Plan {
+    action: Action,
     body: ReqBody,
     /// The client asked to close after this request.
     close: bool,
@@ -210,6 +210,15 @@ struct Plan<'s> {
     log: Option<(String, String)>,
 }
 
+/// A request head the fast path has planned, waiting to be served: the
+/// buffers it works in, its plan (`None` if the head turned out not to be
+/// one the fast path takes), and when it began.
+pub(crate) struct Prepared<'f> {
+    lease: Lease<'f>,
+    plan: Option<Plan>,
+    started: Instant,
+}
+
 /// How forwarding a request ended.
 enum Forwarded {
     /// The exchange is over; what the connection does next.
@@ -220,7 +229,7 @@ enum Forwarded {
     Upgraded(TcpStream, SocketAddr),
 }
 
-enum Action<'s> {
+enum Action {
     /// Answered by the proxy itself.
     Answer {
         status: u16,
@@ -229,10 +238,10 @@ enum Action<'s> {
         health: bool,
         /// A bare prefix's redirect: the route it is counted under, and
         /// the `Location`.
-        redirect: Option<(&'s RouteEntry, String)>,
+        redirect: Option<(RouteEntry, String)>,
     },
     /// Sent to this route; the upstream head is in `Scratch::out`.
-    Forward(&'s RouteEntry),
+    Forward(RouteEntry),
 }
 
 /// Why no response came from an upstream.
@@ -276,28 +285,50 @@ impl FastPath {
         Peer::new(ip, &self.options.trusted)
     }
 
+    /// Takes the routing decision for a request head inside the envelope,
+    /// from the parse [`crate::head::scan_with`] made of it (one parse per
+    /// request), and for a forward renders the upstream head.
+    pub(crate) fn prepare(
+        &self,
+        req: &httparse::Request<'_, '_>,
+        tunnel: bool,
+        peer: Option<&Peer>,
+    ) -> Prepared<'_> {
+        let started = Instant::now();
+        let mut lease = self.spares.lease();
+        lease.out.clear();
+        // The decision holds what it needs of this snapshot (the route's
+        // entry); a reload after this point changes nothing for it.
+        let snapshot = self.snapshot.load();
+        let plan = self.plan(&snapshot, req, tunnel, peer, &mut lease.out);
+        Prepared {
+            lease,
+            plan,
+            started,
+        }
+    }
+
     /// Serves the request whose head is the first `head_len` bytes of
-    /// `buf` (checked by [`crate::head::scan`], inside the envelope). On
-    /// return `buf` holds what the client sent after this request.
+    /// `buf`, as [`FastPath::prepare`] planned it. On return `buf` holds
+    /// what the client sent after this request.
     pub(crate) async fn serve(
         &self,
         client: &mut Stream,
         buf: &mut BytesMut,
         head_len: usize,
-        tunnel: bool,
-        peer: Option<&Peer>,
+        prepared: Prepared<'_>,
         shutdown: &ShutdownWatch,
     ) -> Next {
-        let started = Instant::now();
-        let mut lease = self.spares.lease();
+        let Prepared {
+            mut lease,
+            plan,
+            started,
+        } = prepared;
         let scratch = &mut *lease;
         let _in_flight = self.lifecycle.track();
-        let snapshot = self.snapshot.load_full();
-        scratch.out.clear();
-        let Some(plan) = self.plan(&snapshot, &buf[..head_len], tunnel, peer, &mut scratch.out)
-        else {
-            // head.rs parsed the same bytes; a disagreement is refused, never
-            // let through.
+        let Some(plan) = plan else {
+            // head.rs accepted what this refuses; a disagreement is
+            // refused, never let through.
             return Next::Close;
         };
         buf.advance(head_len);
@@ -334,7 +365,7 @@ impl FastPath {
                     Next::Close
                 }
             }
-            Action::Forward(entry) => {
+            Action::Forward(ref entry) => {
                 match self
                     .forward(client, buf, entry, &plan, scratch, started, shutdown)
                     .await
@@ -355,22 +386,16 @@ impl FastPath {
         next
     }
 
-    /// Reads the head, takes the routing decision and, for a forward,
+    /// Takes the routing decision for the parsed head and, for a forward,
     /// writes the upstream request head into `out`.
-    fn plan<'s>(
+    fn plan(
         &self,
-        snapshot: &'s Snapshot,
-        head: &[u8],
+        snapshot: &Snapshot,
+        req: &httparse::Request<'_, '_>,
         tunnel: bool,
         peer: Option<&Peer>,
         out: &mut Vec<u8>,
-    ) -> Option<Plan<'s>> {
-        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut []);
-        match req.parse_with_uninit_headers(head, &mut fields) {
-            Ok(httparse::Status::Complete(n)) if n == head.len() => {}
-            _ => return None,
-        }
+    ) -> Option<Plan> {
         let (method_text, target) = (req.method?, req.path?);
         let method = Method::from_bytes(method_text.as_bytes()).ok()?;
         let headers = &*req.headers;
@@ -417,7 +442,7 @@ impl FastPath {
                     upgrade: tunnel.then(|| upgrade_value(headers)).flatten(),
                 };
                 upstream_head(out, &line, headers, &hop, peer, &self.options.trusted);
-                Action::Forward(f.route)
+                Action::Forward(Arc::clone(f.route))
             }
             Decision::Health => {
                 let (status, body) = crate::respond::health(self.lifecycle.is_draining());
@@ -447,7 +472,7 @@ impl FastPath {
                 body: Cow::Owned(crate::respond::redirect_body(&location)),
                 options: false,
                 health: false,
-                redirect: Some((route, location)),
+                redirect: Some((Arc::clone(route), location)),
             },
         };
         Some(Plan {
@@ -493,7 +518,7 @@ impl FastPath {
         client: &mut Stream,
         buf: &mut BytesMut,
         entry: &RouteEntry,
-        plan: &Plan<'_>,
+        plan: &Plan,
         scratch: &mut Scratch,
         started: Instant,
         shutdown: &ShutdownWatch,
@@ -952,7 +977,7 @@ impl FastPath {
         client: &mut Stream,
         entry: &RouteEntry,
         failure: UpstreamFailure,
-        plan: &Plan<'_>,
+        plan: &Plan,
         started: Instant,
         addr: Option<SocketAddr>,
         out: &mut Vec<u8>,
@@ -1021,7 +1046,7 @@ impl FastPath {
         metrics: &RouteMetrics,
         code: u16,
         started: Instant,
-        plan: &Plan<'_>,
+        plan: &Plan,
         upstream: Option<SocketAddr>,
         bytes: u64,
     ) {
