@@ -50,6 +50,7 @@ use prometheus::{IntCounter, IntGauge};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::chunk_guard::{unwrap_guard, ChunkGuard};
+use crate::deadline::Deadline;
 use crate::fast::{FastPath, Next};
 use crate::head::{self, Head, Refusal, Verdict};
 use crate::metrics::RouteMetrics;
@@ -152,6 +153,11 @@ impl ServerApp for Front {
         let mut stopping = shutdown.clone();
         let stop = stopping.wait_for(|s| *s);
         tokio::pin!(stop);
+        // The connection's one timer for its waits (`deadline.rs`); armed
+        // by the first of them.
+        let timer = tokio::time::sleep(Duration::from_secs(86_400));
+        tokio::pin!(timer);
+        let mut deadline = Deadline::new(timer);
         let client = self
             .fast
             .as_ref()
@@ -172,7 +178,14 @@ impl ServerApp for Front {
                 }
             };
             let head = match self
-                .read_head(&mut stream, &mut buf, first, stop.as_mut(), &mut visit)
+                .read_head(
+                    &mut stream,
+                    &mut buf,
+                    first,
+                    stop.as_mut(),
+                    &mut deadline,
+                    &mut visit,
+                )
                 .await
             {
                 HeadRead::Ready(head) => head,
@@ -184,7 +197,14 @@ impl ServerApp for Front {
             };
             if let (Some(fast), Some(prepared)) = (&self.fast, prepared.take()) {
                 let next = fast
-                    .serve(&mut stream, &mut buf, head.len, prepared, shutdown)
+                    .serve(
+                        &mut stream,
+                        &mut buf,
+                        head.len,
+                        prepared,
+                        &mut deadline,
+                        shutdown,
+                    )
                     .await;
                 if next == Next::Close || *shutdown.borrow() {
                     return None;
@@ -246,12 +266,13 @@ impl Front {
         buf: &mut BytesMut,
         first: bool,
         stop: std::pin::Pin<&mut S>,
+        deadline: &mut Deadline<'_>,
         visit: &mut head::Visit<'_>,
     ) -> HeadRead {
         let started = if !first && buf.is_empty() {
             // Between requests: idle up to the keep-alive timeout, and not
             // past the moment the listeners close.
-            let idle = read_more(stream, buf, self.limits.keepalive_timeout);
+            let idle = read_more(stream, buf, deadline, self.limits.keepalive_timeout);
             let got = tokio::select! {
                 biased;
                 got = idle => got,
@@ -264,7 +285,7 @@ impl Front {
         } else {
             Instant::now()
         };
-        let deadline = started + self.limits.header_timeout;
+        let head_by = started + self.limits.header_timeout;
         loop {
             if !buf.is_empty() {
                 match head::scan_with(buf, self.limits.max_header_bytes, visit) {
@@ -273,8 +294,8 @@ impl Front {
                     Verdict::Partial => {}
                 }
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match read_more(stream, buf, Some(left)).await {
+            let left = head_by.saturating_duration_since(Instant::now());
+            match read_more(stream, buf, deadline, Some(left)).await {
                 Ok(n) if n > 0 => {}
                 // Timed out: a client that started a head and stalled gets
                 // 408; one that never sent a byte is just closed.
@@ -360,11 +381,12 @@ enum ReadStop {
     Failed,
 }
 
-/// Reads once into `buf`, within `limit` if there is one; `Ok(0)` when the
-/// client closed.
+/// Reads once into `buf`, within `limit` if there is one (timed by the
+/// connection's `deadline`); `Ok(0)` when the client closed.
 async fn read_more(
     stream: &mut Stream,
     buf: &mut BytesMut,
+    deadline: &mut Deadline<'_>,
     limit: Option<Duration>,
 ) -> Result<usize, ReadStop> {
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
@@ -372,7 +394,8 @@ async fn read_more(
     }
     let read = stream.read_buf(buf);
     let result = match limit {
-        Some(limit) => tokio::time::timeout(limit, read)
+        Some(limit) => deadline
+            .within(limit, read)
             .await
             .map_err(|_| ReadStop::TimedOut)?,
         None => read.await,

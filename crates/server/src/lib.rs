@@ -35,6 +35,7 @@ mod access_log;
 mod admin;
 mod affinity;
 mod chunk_guard;
+mod deadline;
 mod decide;
 mod fast;
 mod fdlimit;

@@ -48,6 +48,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::chunk_guard::BadChunk;
+use crate::deadline::Deadline;
 use crate::decide::{decide, Decision, RequestTarget};
 use crate::forwarded::{chain, forwarded, Peer};
 use crate::lifecycle::Lifecycle;
@@ -317,6 +318,7 @@ impl FastPath {
         buf: &mut BytesMut,
         head_len: usize,
         prepared: Prepared<'_>,
+        deadline: &mut Deadline<'_>,
         shutdown: &ShutdownWatch,
     ) -> Next {
         let Prepared {
@@ -367,7 +369,9 @@ impl FastPath {
             }
             Action::Forward(ref entry) => {
                 match self
-                    .forward(client, buf, entry, &plan, scratch, started, shutdown)
+                    .forward(
+                        client, buf, entry, &plan, scratch, started, deadline, shutdown,
+                    )
                     .await
                 {
                     Forwarded::Done(next) => next,
@@ -521,6 +525,7 @@ impl FastPath {
         plan: &Plan,
         scratch: &mut Scratch,
         started: Instant,
+        deadline: &mut Deadline<'_>,
         shutdown: &ShutdownWatch,
     ) -> Forwarded {
         let route = &entry.route;
@@ -612,6 +617,7 @@ impl FastPath {
                     entry,
                     (plan.head_request, keep, plan.tunnel),
                     scratch,
+                    deadline,
                 )
                 .await;
             let failure = match outcome {
@@ -786,6 +792,7 @@ impl FastPath {
         entry: &RouteEntry,
         (head_request, keep, tunnel): (bool, bool, bool),
         scratch: &mut Scratch,
+        deadline: &mut Deadline<'_>,
     ) -> Result<(u16, Framing, usize), UpstreamFailure> {
         let route = &entry.route;
         let write_timeout = route.read_timeout;
@@ -809,7 +816,7 @@ impl FastPath {
             // Watch the client meanwhile: one that hangs up is a 499, and
             // its upstream request is abandoned (nginx does the same).
             let watch_client = buf.len() < MAX_READ_AHEAD;
-            let read = tokio::time::timeout(route.read_timeout, conn.read_buf(&mut scratch.up));
+            let read = deadline.within(route.read_timeout, conn.read_buf(&mut scratch.up));
             let got = tokio::select! {
                 biased;
                 r = read => r,
