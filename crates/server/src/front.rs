@@ -172,9 +172,9 @@ impl ServerApp for Front {
             // A head for the fast path is planned from the parse that
             // judged it, while that parse is at hand.
             let mut prepared = None;
-            let mut visit = |req: &httparse::Request<'_, '_>, head: &Head| {
+            let mut visit = |bytes: &[u8], req: &httparse::Request<'_, '_>, head: &Head| {
                 if let (Some(fast), true) = (&self.fast, head.fast || head.tunnel) {
-                    prepared = Some(fast.prepare(req, head.tunnel, client.as_ref()));
+                    prepared = Some(fast.prepare(bytes, req, head.tunnel, client.as_ref()));
                 }
             };
             let head = match self

@@ -86,12 +86,12 @@ const TOO_MANY: Refusal = Refusal::new(431, "too many header fields");
 /// Judges `buf`, the bytes of one request head read so far (the start of
 /// its body may follow), against `max_bytes`.
 pub fn scan(buf: &[u8], max_bytes: usize) -> Verdict {
-    scan_with(buf, max_bytes, &mut |_, _| {})
+    scan_with(buf, max_bytes, &mut |_, _, _| {})
 }
 
-/// What [`scan_with`] shows a head it parsed whole: the parsed request and
-/// the head's verdict so far.
-pub(crate) type Visit<'v> = dyn FnMut(&httparse::Request<'_, '_>, &Head) + Send + 'v;
+/// What [`scan_with`] shows a head it parsed whole: the bytes parsed, the
+/// parsed request (slices of those bytes) and the head's verdict so far.
+pub(crate) type Visit<'v> = dyn FnMut(&[u8], &httparse::Request<'_, '_>, &Head) + Send + 'v;
 
 /// Like [`scan`]; a complete head that passes the framing checks is also
 /// shown to `visit` while its parse is at hand, so that a caller that
@@ -154,7 +154,7 @@ fn judge(buf: &[u8], visit: &mut Visit<'_>) -> Parsed {
             // quotes, controls) once and parses again; only if that fails
             // too is the request refused.
             match escape_target(buf) {
-                Some(escaped) => match parse(&escaped, &mut |_, _| {}) {
+                Some(escaped) => match parse(&escaped, &mut |_, _, _| {}) {
                     // The escaped head is longer than the bytes on the wire;
                     // the size limit is about the latter.
                     Ok(Parsed::Complete(head)) => Parsed::Complete(Head {
@@ -191,7 +191,7 @@ fn parse(buf: &[u8], visit: &mut Visit<'_>) -> Result<Parsed, httparse::Error> {
                     fast,
                     tunnel,
                 };
-                visit(&req, &head);
+                visit(buf, &req, &head);
                 Parsed::Complete(head)
             }
             Err(r) => Parsed::Refuse(r),

@@ -291,6 +291,7 @@ impl FastPath {
     /// request), and for a forward renders the upstream head.
     pub(crate) fn prepare(
         &self,
+        head: &[u8],
         req: &httparse::Request<'_, '_>,
         tunnel: bool,
         peer: Option<&Peer>,
@@ -301,7 +302,7 @@ impl FastPath {
         // The decision holds what it needs of this snapshot (the route's
         // entry); a reload after this point changes nothing for it.
         let snapshot = self.snapshot.load();
-        let plan = self.plan(&snapshot, req, tunnel, peer, &mut lease.out);
+        let plan = self.plan(&snapshot, head, req, tunnel, peer, &mut lease.out);
         Prepared {
             lease,
             plan,
@@ -390,11 +391,13 @@ impl FastPath {
         next
     }
 
-    /// Takes the routing decision for the parsed head and, for a forward,
-    /// writes the upstream request head into `out`.
+    /// Takes the routing decision for the parsed head (`req`, parsed from
+    /// `head`) and, for a forward, writes the upstream request head into
+    /// `out`.
     fn plan(
         &self,
         snapshot: &Snapshot,
+        head: &[u8],
         req: &httparse::Request<'_, '_>,
         tunnel: bool,
         peer: Option<&Peer>,
@@ -445,7 +448,7 @@ impl FastPath {
                     target: f.target.as_deref().unwrap_or(target),
                     upgrade: tunnel.then(|| upgrade_value(headers)).flatten(),
                 };
-                upstream_head(out, &line, headers, &hop, peer, &self.options.trusted);
+                upstream_head(out, head, &line, headers, &hop, peer, &self.options.trusted);
                 Action::Forward(Arc::clone(f.route))
             }
             Decision::Health => {
@@ -1139,9 +1142,9 @@ fn parse_response(
     .map_err(|_| Unusable)?;
     out.clear();
     if (100..200).contains(&status) {
-        render_interim(&resp, out, status == 101 && tunnel);
+        render_interim(up, &resp, out, status == 101 && tunnel);
     } else {
-        render_response(&resp, out, frame, keep);
+        render_response(up, &resp, out, frame, keep);
     }
     Ok(Some((status, frame, len)))
 }
@@ -1152,6 +1155,7 @@ fn parse_response(
 /// does so in place and appends the ones it adds; so does this, so both
 /// paths send the same bytes.
 fn render_response(
+    head: &[u8],
     resp: &httparse::Response<'_, '_>,
     out: &mut Vec<u8>,
     frame: Framing,
@@ -1160,35 +1164,43 @@ fn render_response(
     status_line(out, resp.code.unwrap_or(0), resp.reason.unwrap_or(""));
     let connection_value: &[u8] = if keep { b"keep-alive" } else { b"close" };
     let hop = wire::HopByHop::new(connection_values(resp.headers));
+    let mut fields = wire::Fields::new(head);
     let (mut wrote_length, mut wrote_coding, mut wrote_date, mut wrote_connection) =
         (false, false, false, false);
     for h in resp.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("connection") {
             if !wrote_connection {
-                wire::field(out, name.as_bytes(), connection_value);
+                fields.write(out, name.as_bytes(), connection_value);
                 wrote_connection = true;
             }
         } else if name.eq_ignore_ascii_case("date") {
             if !wrote_date {
+                fields.flush(out);
                 wire::date_named(out, name.as_bytes());
                 wrote_date = true;
             }
         } else if name.eq_ignore_ascii_case("content-length") {
             let keep_length = matches!(frame.body, BodyLength::Length(_) | BodyLength::Empty);
             if keep_length && !wrote_length {
-                wire::field(out, name.as_bytes(), length_value(h.value));
+                let value = length_value(h.value);
+                if value.len() == h.value.len() {
+                    fields.keep(out, name, value);
+                } else {
+                    fields.write(out, name.as_bytes(), value);
+                }
                 wrote_length = true;
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             if frame.body == BodyLength::Chunked && !wrote_coding {
-                wire::field(out, name.as_bytes(), h.value);
+                fields.keep(out, name, h.value);
                 wrote_coding = true;
             }
         } else if !hop.contains(name) {
-            wire::field(out, name.as_bytes(), h.value);
+            fields.keep(out, name, h.value);
         }
     }
+    fields.flush(out);
     if matches!(frame.body, BodyLength::Chunked | BodyLength::UntilClose) && !wrote_coding {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
@@ -1214,17 +1226,19 @@ fn length_value(value: &[u8]) -> &[u8] {
 /// Writes an interim (1xx) response head on to the client: its status
 /// and end-to-end fields, nothing added. For a 101 that switches a tunnel
 /// (`switch`), `Connection` and `Upgrade` stay too, as Pingora sends them.
-fn render_interim(resp: &httparse::Response<'_, '_>, out: &mut Vec<u8>, switch: bool) {
+fn render_interim(head: &[u8], resp: &httparse::Response<'_, '_>, out: &mut Vec<u8>, switch: bool) {
     status_line(out, resp.code.unwrap_or(0), resp.reason.unwrap_or(""));
     let hop = wire::HopByHop::new(connection_values(resp.headers));
+    let mut fields = wire::Fields::new(head);
     for h in resp.headers.iter() {
         let switching = switch
             && (h.name.eq_ignore_ascii_case("connection")
                 || h.name.eq_ignore_ascii_case("upgrade"));
         if switching || !hop.contains(h.name) {
-            wire::field(out, h.name.as_bytes(), h.value);
+            fields.keep(out, h.name, h.value);
         }
     }
+    fields.flush(out);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -1264,6 +1278,7 @@ fn status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
 /// here come out in the same order.
 fn upstream_head<'v>(
     out: &mut Vec<u8>,
+    head: &[u8],
     line: &RequestLine<'_>,
     headers: &[httparse::Header<'_>],
     hop: &wire::HopByHop<'v, impl Iterator<Item = &'v [u8]> + Clone>,
@@ -1300,9 +1315,10 @@ fn upstream_head<'v>(
         (None, Some(p)) => Some(Cow::Borrowed(p.text.as_str())),
         (None, None) => None,
     };
-    let write_real_ip = |out: &mut Vec<u8>| {
+    let mut fields = wire::Fields::new(head);
+    let write_real_ip = |fields: &mut wire::Fields<'_>, out: &mut Vec<u8>| {
         if let Some(ip) = &real_ip {
-            wire::field(out, b"x-real-ip", ip.as_bytes());
+            fields.write(out, b"x-real-ip", ip.as_bytes());
         }
     };
     let proto_value = trusted_view.as_ref().map_or("http", |f| f.proto);
@@ -1314,14 +1330,14 @@ fn upstream_head<'v>(
         }
         if name.eq_ignore_ascii_case("x-real-ip") {
             if !wrote_real_ip {
-                write_real_ip(out);
+                write_real_ip(&mut fields, out);
                 wrote_real_ip = true;
             }
             continue;
         }
         if name.eq_ignore_ascii_case("x-forwarded-proto") {
             if !wrote_proto {
-                wire::field(out, b"x-forwarded-proto", proto_value.as_bytes());
+                fields.write(out, b"x-forwarded-proto", proto_value.as_bytes());
                 wrote_proto = true;
             }
             continue;
@@ -1334,8 +1350,9 @@ fn upstream_head<'v>(
         if hop.contains(name) {
             continue;
         }
-        wire::field(out, name.as_bytes(), h.value);
+        fields.keep(out, name, h.value);
     }
+    fields.flush(out);
     if let Some(protocol) = upgrade {
         // Hop-by-hop, but the point of this request: sent on as Pingora
         // sends them.
@@ -1353,7 +1370,7 @@ fn upstream_head<'v>(
         (None, None) => {}
     }
     if !wrote_real_ip {
-        write_real_ip(out);
+        write_real_ip(&mut fields, out);
     }
     if !wrote_proto {
         wire::field(out, b"x-forwarded-proto", proto_value.as_bytes());

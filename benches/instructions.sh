@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Instructions Switchyard executes per request, counted by callgrind
+# (valgrind) under a fixed load: user-space work only (the kernel's share of
+# each system call is not counted), but exact and repeatable to a few
+# instructions, where wall-clock CPU per request on a shared 2-core machine
+# moves by several per cent between runs. Use it to judge a change to the
+# request path; benches/compare.py judges the whole.
+#
+#   benches/instructions.sh [--fast-path on|off] [BINARY]
+#
+# The proxy runs under callgrind twice, serving 4,000 and then 24,000
+# requests; the difference of the two totals over 20,000 is the per-request
+# figure, without start-up and shutdown. The load is
+# benches/instructions_load.py: 32 keep-alive connections, one request on
+# each in turn and then every answer, so the proxy handles bursts as under
+# wrk. Needs valgrind, nginx (the upstream), curl and python3; everything
+# runs on 127.0.0.1 ports the kernel picks and is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fast=on
+if [[ ${1:-} == --fast-path ]]; then
+    fast=$2
+    shift 2
+fi
+bin=${1:-target/release/switchyard}
+[[ -x $bin ]] || { echo "instructions.sh: no binary at $bin (cargo build --release)" >&2; exit 2; }
+for tool in valgrind callgrind_annotate nginx curl python3; do
+    command -v "$tool" >/dev/null || { echo "instructions.sh: $tool is missing" >&2; exit 2; }
+done
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+up=$(port)
+mkdir -p "$tmp/config" "$tmp/nginx"
+cat > "$tmp/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $tmp/nginx/nginx.pid;
+error_log $tmp/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $tmp/nginx; proxy_temp_path $tmp/nginx;
+    fastcgi_temp_path $tmp/nginx; uwsgi_temp_path $tmp/nginx; scgi_temp_path $tmp/nginx;
+    keepalive_requests 1000000;
+    server { listen 127.0.0.1:$up; location / { return 200 "hello from upstream\n"; } }
+}
+CONF
+printf 'routes:\n  - path: /app1\n    upstream: 127.0.0.1:%s\n' "$up" > "$tmp/config/routes.yaml"
+nginx -c "$tmp/nginx/nginx.conf" -p "$tmp/nginx" &
+pids+=($!)
+
+# Total instructions of one run of the proxy serving $1 requests.
+run() {
+    local listen admin proxy
+    listen=$(port); admin=$(port)
+    valgrind --tool=callgrind --callgrind-out-file="$tmp/callgrind.out" \
+        "$bin" serve --config "$tmp/config/routes.yaml" --listen "127.0.0.1:$listen" \
+        --admin-listen "127.0.0.1:$admin" --threads 2 --access-log off \
+        --fast-path "$fast" 2>"$tmp/valgrind.log" &
+    proxy=$!
+    for _ in $(seq 600); do
+        curl -fs -o /dev/null "http://127.0.0.1:$listen/app1/x" && break
+        sleep 0.1
+    done
+    python3 benches/instructions_load.py "$listen" "$1" 32 >/dev/null
+    kill -INT "$proxy"
+    wait "$proxy" 2>/dev/null || true
+    callgrind_annotate "$tmp/callgrind.out" 2>/dev/null |
+        awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}'
+}
+
+small=$(run 4000)
+large=$(run 24000)
+python3 - "$fast" "$small" "$large" <<'PY'
+import sys
+fast, small, large = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+print(f"--fast-path {fast}: {(large - small) / 20000:.0f} instructions per request "
+      f"(callgrind totals {small:,} for 4,000 requests, {large:,} for 24,000)")
+PY
