@@ -76,7 +76,7 @@ run() {
     kill -INT "$proxy"
     wait "$proxy" 2>/dev/null || true
     callgrind_annotate "$tmp/callgrind.out" 2>/dev/null |
-        awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}'
+        awk '/PROGRAM TOTALS/ && !seen {gsub(",", "", $1); print $1; seen = 1}'
 }
 
 small=$(run 4000)
