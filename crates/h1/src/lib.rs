@@ -11,6 +11,7 @@
 //!   buffering and no allocation.
 //! - [`response`]: where an upstream response's body ends (RFC 9112 §6.3)
 //!   and whether its connection can be reused, judged strictly.
+//! - [`name`]: comparing a parsed field name with a known one, cheaply.
 //!
 //! ```
 //! use switchyard_h1::chunked::ChunkedDecoder;
@@ -26,4 +27,5 @@
 //! ```
 
 pub mod chunked;
+pub mod name;
 pub mod response;

@@ -7,6 +7,8 @@
 //! decide where the body ends and whether the connection can carry another
 //! request.
 
+use crate::name::name_is;
+
 /// Where a response body ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyLength {
@@ -67,8 +69,9 @@ pub fn check_line_endings(head: &[u8]) -> Result<(), FramingError> {
 }
 
 /// The framing of a response with `status` and `headers` (name, value
-/// pairs as parsed) to a request that was (`head_request`) or was not a
-/// `HEAD`; `http10` when the upstream answered HTTP/1.0.
+/// pairs as parsed, names tokens as [`crate::name::name_is`] expects) to a
+/// request that was (`head_request`) or was not a `HEAD`; `http10` when the
+/// upstream answered HTTP/1.0.
 pub fn framing<'h>(
     status: u16,
     http10: bool,
@@ -80,15 +83,15 @@ pub fn framing<'h>(
     let mut other_coding = false;
     let mut close = http10;
     for (name, value) in headers {
-        if name.eq_ignore_ascii_case("content-length") {
+        if name_is(name.as_bytes(), b"content-length") {
             merge_length(&mut length, value)?;
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if name_is(name.as_bytes(), b"transfer-encoding") {
             if value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
                 chunked_fields += 1;
             } else {
                 other_coding = true;
             }
-        } else if name.eq_ignore_ascii_case("connection") {
+        } else if name_is(name.as_bytes(), b"connection") {
             close |= has_token(value, b"close");
             if http10 && has_token(value, b"keep-alive") {
                 // An HTTP/1.0 upstream that keeps alive says so; still not

@@ -17,6 +17,7 @@ use std::mem::MaybeUninit;
 use std::sync::LazyLock;
 
 use percent_encoding::{AsciiSet, CONTROLS};
+use switchyard_h1::name::name_is;
 
 /// As many header fields as Pingora accepts.
 const MAX_HEADERS: usize = 256;
@@ -247,21 +248,21 @@ fn framing(req: &httparse::Request<'_, '_>) -> Result<(bool, bool, bool), Refusa
     let mut bad_length = false;
     let (mut upgrade, mut expect, mut connection_upgrade) = (false, false, false);
     for h in req.headers.iter() {
-        if h.name.eq_ignore_ascii_case("host") {
+        if name_is(h.name.as_bytes(), b"host") {
             if host.is_some() {
                 return Err(Refusal::new(400, "multiple Host header fields"));
             }
             host = Some(h.value);
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if name_is(h.name.as_bytes(), b"transfer-encoding") {
             last_te = Some(h.value);
             te_fields += 1;
-        } else if h.name.eq_ignore_ascii_case("content-length") {
+        } else if name_is(h.name.as_bytes(), b"content-length") {
             bad_length |= !merge_lengths(&mut length, h.value);
-        } else if h.name.eq_ignore_ascii_case("upgrade") {
+        } else if name_is(h.name.as_bytes(), b"upgrade") {
             upgrade = true;
-        } else if h.name.eq_ignore_ascii_case("expect") {
+        } else if name_is(h.name.as_bytes(), b"expect") {
             expect = true;
-        } else if h.name.eq_ignore_ascii_case("connection") {
+        } else if name_is(h.name.as_bytes(), b"connection") {
             connection_upgrade |= h
                 .value
                 .split(|&b| b == b',')

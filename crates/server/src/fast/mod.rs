@@ -43,6 +43,7 @@ use pingora_core::server::ShutdownWatch;
 use pingora_error::ErrorType;
 use prometheus::IntCounter;
 use switchyard_h1::chunked::ChunkedDecoder;
+use switchyard_h1::name::name_is;
 use switchyard_h1::response::{self as framing, BodyLength, Framing};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -409,12 +410,12 @@ impl FastPath {
         let mut host = None;
         let mut body = ReqBody::None;
         for h in headers {
-            if h.name.eq_ignore_ascii_case("host") {
+            if name_is(h.name.as_bytes(), b"host") {
                 host = std::str::from_utf8(h.value).ok();
-            } else if h.name.eq_ignore_ascii_case("content-length") {
+            } else if name_is(h.name.as_bytes(), b"content-length") {
                 let n = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
                 body = ReqBody::Length(n);
-            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            } else if name_is(h.name.as_bytes(), b"transfer-encoding") {
                 body = ReqBody::Chunked;
             }
         }
@@ -1169,18 +1170,18 @@ fn render_response(
         (false, false, false, false);
     for h in resp.headers.iter() {
         let name = h.name;
-        if name.eq_ignore_ascii_case("connection") {
+        if name_is(name.as_bytes(), b"connection") {
             if !wrote_connection {
                 fields.write(out, name.as_bytes(), connection_value);
                 wrote_connection = true;
             }
-        } else if name.eq_ignore_ascii_case("date") {
+        } else if name_is(name.as_bytes(), b"date") {
             if !wrote_date {
                 fields.flush(out);
                 wire::date_named(out, name.as_bytes());
                 wrote_date = true;
             }
-        } else if name.eq_ignore_ascii_case("content-length") {
+        } else if name_is(name.as_bytes(), b"content-length") {
             let keep_length = matches!(frame.body, BodyLength::Length(_) | BodyLength::Empty);
             if keep_length && !wrote_length {
                 let value = length_value(h.value);
@@ -1191,7 +1192,7 @@ fn render_response(
                 }
                 wrote_length = true;
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if name_is(name.as_bytes(), b"transfer-encoding") {
             if frame.body == BodyLength::Chunked && !wrote_coding {
                 fields.keep(out, name, h.value);
                 wrote_coding = true;
@@ -1232,8 +1233,8 @@ fn render_interim(head: &[u8], resp: &httparse::Response<'_, '_>, out: &mut Vec<
     let mut fields = wire::Fields::new(head);
     for h in resp.headers.iter() {
         let switching = switch
-            && (h.name.eq_ignore_ascii_case("connection")
-                || h.name.eq_ignore_ascii_case("upgrade"));
+            && (name_is(h.name.as_bytes(), b"connection")
+                || name_is(h.name.as_bytes(), b"upgrade"));
         if switching || !hop.contains(h.name) {
             fields.keep(out, h.name, h.value);
         }
@@ -1248,7 +1249,7 @@ fn connection_values<'h>(
 ) -> impl Iterator<Item = &'h [u8]> + Clone {
     headers
         .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .filter(|h| name_is(h.name.as_bytes(), b"connection"))
         .map(|h| h.value)
 }
 
@@ -1294,12 +1295,12 @@ fn upstream_head<'v>(
     let mut xff_lines = 0;
     let mut proto = None;
     for h in headers {
-        if h.name.eq_ignore_ascii_case("x-forwarded-for") {
+        if name_is(h.name.as_bytes(), b"x-forwarded-for") {
             if let (Some(slot), Ok(v)) = (xff.get_mut(xff_lines), std::str::from_utf8(h.value)) {
                 *slot = v;
                 xff_lines += 1;
             }
-        } else if h.name.eq_ignore_ascii_case("x-forwarded-proto") && proto.is_none() {
+        } else if name_is(h.name.as_bytes(), b"x-forwarded-proto") && proto.is_none() {
             proto = std::str::from_utf8(h.value).ok();
         }
     }
@@ -1325,24 +1326,24 @@ fn upstream_head<'v>(
     let (mut wrote_real_ip, mut wrote_proto, mut chunked) = (false, false, false);
     for h in headers {
         let name = h.name;
-        if name.eq_ignore_ascii_case("x-forwarded-for") {
+        if name_is(name.as_bytes(), b"x-forwarded-for") {
             continue;
         }
-        if name.eq_ignore_ascii_case("x-real-ip") {
+        if name_is(name.as_bytes(), b"x-real-ip") {
             if !wrote_real_ip {
                 write_real_ip(&mut fields, out);
                 wrote_real_ip = true;
             }
             continue;
         }
-        if name.eq_ignore_ascii_case("x-forwarded-proto") {
+        if name_is(name.as_bytes(), b"x-forwarded-proto") {
             if !wrote_proto {
                 fields.write(out, b"x-forwarded-proto", proto_value.as_bytes());
                 wrote_proto = true;
             }
             continue;
         }
-        if name.eq_ignore_ascii_case("transfer-encoding") {
+        if name_is(name.as_bytes(), b"transfer-encoding") {
             // The body is framed anew; the field goes last.
             chunked = true;
             continue;
@@ -1395,7 +1396,7 @@ struct RequestLine<'a> {
 fn upgrade_value<'h>(headers: &[httparse::Header<'h>]) -> Option<&'h [u8]> {
     headers
         .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("upgrade"))
+        .find(|h| name_is(h.name.as_bytes(), b"upgrade"))
         .map(|h| h.value)
 }
 

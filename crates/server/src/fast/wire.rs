@@ -36,7 +36,9 @@ fn listed(name: &str) -> bool {
         17 => &["transfer-encoding"],
         _ => &[],
     };
-    candidates.iter().any(|h| name.eq_ignore_ascii_case(h))
+    candidates
+        .iter()
+        .any(|h| switchyard_h1::name::name_is(name.as_bytes(), h.as_bytes()))
 }
 
 /// Tokens gathered from a head's `Connection` fields, at most this many;
