@@ -99,9 +99,9 @@ struct ServeArgs {
     /// sends every request through pingora-proxy (docs/fast-path.md).
     #[arg(long, env = "SWITCHYARD_FAST_PATH", value_enum, default_value = "on")]
     fast_path: OnOff,
-    /// Hold each proxy thread to a CPU of its own: `auto` when the usable
-    /// CPUs number exactly the threads (a CPU-exclusive container),
-    /// `on` always, `off` never (docs/configuration.md).
+    /// Hold each proxy thread to a CPU of its own: `auto` when there is one
+    /// thread per usable CPU (the default --threads, or a CPU-exclusive
+    /// container), `on` always, `off` never (docs/configuration.md).
     #[arg(
         long,
         env = "SWITCHYARD_CPU_AFFINITY",

@@ -67,7 +67,7 @@ class Bench:
         self.upstream, dead_port = start_upstream(self.tools, self.tmp, self.ports, self.temp_paths)
         self.wrk.upstream = self.upstream
         self.cfg = Configs(self.upstream.port, dead_port, a.workers, self.temp_paths, self.tools.nofile,
-                           a.access_log_on)
+                           a.access_log_on, a.nginx_cpu_affinity)
 
         self.ng = Nginx(self.tools.nginx, "nginx", self.tmp / "nginx", free_port(self.ports))
         CLEANUP.append(self.ng.stop)

@@ -56,6 +56,10 @@ def parser() -> argparse.ArgumentParser:
                          "logging (nginx: 'access_log access.log combined buffer=64k flush=1s' in its temp dir; "
                          "Switchyard: --access-log on, its stderr to a file in the temp dir, as its process "
                          "log); default: off for both")
+    ap.add_argument("--nginx-cpu-affinity", action="store_true",
+                    help="nginx with 'worker_cpu_affinity auto' (each worker held to a CPU), as Switchyard "
+                         "holds its threads with --cpu-affinity auto on a machine whose CPUs number its "
+                         "threads; default: nginx's own default, unpinned")
     ap.add_argument("--switchyard-arg", action="append", default=[], metavar="ARG",
                     help="one more argument for every run of the Switchyard under test, after the script's own; "
                          "repeatable; write it with '=' (--switchyard-arg=--access-log=on); an option the script "

@@ -56,11 +56,12 @@ class Configs:
     worker count, and whether access logs are on, fixed once."""
 
     def __init__(self, up_port: int, dead_port: int, workers: int, temp_paths: str, nofile: int,
-                 access_log: bool) -> None:
+                 access_log: bool, cpu_affinity: bool = False) -> None:
         self.up_port, self.dead_port = up_port, dead_port
         self.up_addr, self.dead_addr = f"127.0.0.1:{up_port}", f"127.0.0.1:{dead_port}"
         self.workers, self.temp_paths, self.nofile = workers, temp_paths, nofile
         self.access_log = NGINX_ACCESS_LOG if access_log else "access_log off;"
+        self.cpu_affinity = "worker_cpu_affinity auto;" if cpu_affinity else ""
 
     def base_routes(self) -> list[tuple[str, str]]:
         return [("/app1", self.up_addr)] + [(f"/app{i}", self.dead_addr) for i in range(2, 11)]
@@ -86,4 +87,4 @@ class Configs:
     def _ng(self, port: int, locations: str) -> str:
         return fill("proxy.conf.tmpl", self.nofile, WORKERS=str(self.workers), TEMP_PATHS=self.temp_paths,
                     UPSTREAM_PORT=str(self.up_port), DEAD_PORT=str(self.dead_port), PORT=str(port),
-                    ACCESS_LOG=self.access_log, LOCATIONS=locations)
+                    ACCESS_LOG=self.access_log, CPU_AFFINITY=self.cpu_affinity, LOCATIONS=locations)

@@ -153,6 +153,8 @@ def _setup_lines(b: Bench, info: dict) -> list[str]:
     logs = (f"access logs on (nginx: `{NGINX_ACCESS_LOG}`; Switchyard: `--access-log on`, its stderr to a file)"
             if a.access_log_on else "access log off")
     order = ", ".join(["nginx", "Switchyard", *(v.name for v in b.variants)])
+    if a.nginx_cpu_affinity:
+        logs += "; nginx workers held to CPUs (`worker_cpu_affinity auto`)"
     out = [
         f"- both proxies: {a.workers} workers/threads, {logs}, loopback only; one shared upstream "
         f"(nginx, 1 worker, fixed 20-byte body); load: `wrk -t{a.wrk_threads} -c{{64,256}} -d{a.duration:g}s "

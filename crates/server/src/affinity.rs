@@ -7,13 +7,14 @@
 //! with each shard held to a CPU of its own, far less time went idle and
 //! more requests were served (measured in benches/README.md).
 //!
-//! Holding a thread to one CPU is only right when the process has those
-//! CPUs to itself. In a pod with a CPU limit but the node's whole CPU set,
-//! two shards held to CPUs 0 and 1 would queue behind every other process
-//! there, with the scheduler unable to move them. So `auto` pins only when
-//! the CPUs this process may use number exactly the shards (a
-//! `cpuset`-exclusive container, as Kubernetes' static CPU manager gives a
-//! Guaranteed pod, or a machine of that size); `on` pins anyway, shard *i*
+//! Holding a thread to one CPU is right when the proxy has a thread for
+//! every CPU it may use: each CPU then has exactly one shard, as nginx's
+//! `worker_cpu_affinity auto` arranges its workers. That is the default
+//! `--threads` without a CPU limit, and a container given whole CPUs of its
+//! own (`cpuset`). With fewer shards than usable CPUs (`--threads 2` on a
+//! large node, or a CPU limit), pinned shards could not move away from CPUs
+//! other work keeps busy while others sit free, so `auto` pins only when
+//! the usable CPUs number exactly the shards; `on` pins anyway, shard *i*
 //! to the *i*-th usable CPU; `off` never pins.
 
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
