@@ -136,7 +136,54 @@ fn timestamp(out: &mut Vec<u8>) {
         }
         out.extend_from_slice(&cached.1);
     });
-    let _ = write!(out, ".{:06}Z", since.subsec_micros());
+    // `.{:06}Z`, without the formatting machinery.
+    let micros = since.subsec_micros() + 1_000_000;
+    let mut digits = itoa::Buffer::new();
+    let seven = digits.format(micros).as_bytes();
+    out.push(b'.');
+    out.extend_from_slice(seven.get(1..).unwrap_or(seven));
+    out.push(b'Z');
+}
+
+/// Appends `s` as `{:?}` writes it. Text of printable ASCII without `"`
+/// or `\\` (a method, most paths and route names) is written as it is,
+/// quoted, which is what `{:?}` gives for it; anything else goes through
+/// `{:?}`.
+fn debug_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = write!(out, "{s:?}");
+    }
+}
+
+/// Appends a number as `{}` writes it.
+fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// Appends an upstream address as `{}` writes it: IPv4 by hand (nearly
+/// every upstream), IPv6 through `Display`.
+fn address(out: &mut Vec<u8>, addr: &SocketAddr) {
+    match addr {
+        SocketAddr::V4(v4) => {
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                number(out, octet);
+            }
+            out.push(b':');
+            number(out, v4.port());
+        }
+        SocketAddr::V6(_) => {
+            let _ = write!(out, "{addr}");
+        }
+    }
 }
 
 /// The text formatter's line: `<time>  INFO switchyard::access: request
@@ -144,15 +191,22 @@ fn timestamp(out: &mut Vec<u8>) {
 /// bytes=…` (strings as `{:?}` where `tracing` records them so).
 fn text_line(out: &mut Vec<u8>, r: &Record<'_>) {
     timestamp(out);
-    let _ = write!(
-        out,
-        "  INFO switchyard::access: request method={:?} path={} route={:?} status={}",
-        r.method, r.path, r.route, r.status
-    );
-    if let Some(up) = r.upstream {
-        let _ = write!(out, " upstream={up}");
+    out.extend_from_slice(b"  INFO switchyard::access: request method=");
+    debug_str(out, r.method);
+    out.extend_from_slice(b" path=");
+    out.extend_from_slice(r.path.as_bytes());
+    out.extend_from_slice(b" route=");
+    debug_str(out, r.route);
+    out.extend_from_slice(b" status=");
+    number(out, r.status);
+    if let Some(up) = &r.upstream {
+        out.extend_from_slice(b" upstream=");
+        address(out, up);
     }
-    let _ = writeln!(out, " duration_ms={} bytes={}", r.duration_ms, r.bytes);
+    let _ = write!(out, " duration_ms={}", r.duration_ms);
+    out.extend_from_slice(b" bytes=");
+    number(out, r.bytes);
+    out.push(b'\n');
 }
 
 /// The JSON formatter's line, fields flattened, in its order.
@@ -165,13 +219,17 @@ fn json_line(out: &mut Vec<u8>, r: &Record<'_>) {
     json_string(out, r.path);
     out.extend_from_slice(b",\"route\":");
     json_string(out, r.route);
-    let _ = write!(out, ",\"status\":{}", r.status);
-    if let Some(up) = r.upstream {
-        let _ = write!(out, ",\"upstream\":\"{up}\"");
+    out.extend_from_slice(b",\"status\":");
+    number(out, r.status);
+    if let Some(up) = &r.upstream {
+        out.extend_from_slice(b",\"upstream\":\"");
+        address(out, up);
+        out.push(b'"');
     }
     out.extend_from_slice(b",\"duration_ms\":");
     let _ = serde_json::to_writer(&mut *out, &r.duration_ms);
-    let _ = write!(out, ",\"bytes\":{}", r.bytes);
+    out.extend_from_slice(b",\"bytes\":");
+    number(out, r.bytes);
     out.extend_from_slice(b",\"target\":\"switchyard::access\"}\n");
 }
 
@@ -207,6 +265,83 @@ mod tests {
             "  INFO switchyard::access: request method=\"GET\" path=/app1/x?a=\"b route=\"/app1\" \
              status=200 upstream=127.0.0.1:3001 duration_ms=0.25 bytes=20\n"
         );
+    }
+
+    /// What `text_line` wrote when it was one `write!` (the format the
+    /// Pingora path's `tracing` lines have), after the timestamp.
+    fn text_by_format(r: &Record<'_>) -> String {
+        let upstream = r
+            .upstream
+            .map(|u| format!(" upstream={u}"))
+            .unwrap_or_default();
+        format!(
+            "  INFO switchyard::access: request method={:?} path={} route={:?} status={}{upstream} duration_ms={} bytes={}\n",
+            r.method, r.path, r.route, r.status, r.duration_ms, r.bytes
+        )
+    }
+
+    #[test]
+    fn text_lines_match_the_format_string_they_replace() {
+        let mut r = record();
+        for (method, path, route, upstream) in [
+            ("GET", "/app1/x?a=\"b", "/app1", Some("127.0.0.1:3001")),
+            ("PATCH", "/%7e/\\x", "host.example/app\"2", Some("[::1]:9")),
+            ("DELETE", "/", "unmatched", None),
+        ] {
+            r.method = method;
+            r.path = path;
+            r.route = route;
+            r.upstream = upstream.and_then(|u| u.parse().ok());
+            r.duration_ms = 12.000_5;
+            r.bytes = 1 << 40;
+            let mut out = Vec::new();
+            text_line(&mut out, &r);
+            let line = String::from_utf8_lossy(&out);
+            assert_eq!(&line[27..], text_by_format(&r), "{line}");
+        }
+    }
+
+    #[test]
+    fn the_hand_written_pieces_read_as_their_format_strings() {
+        for s in [
+            "GET",
+            "/app1",
+            "a b",
+            "q\"uote",
+            "back\\slash",
+            "tab\t",
+            "é",
+            "\u{7f}",
+            "",
+        ] {
+            let mut out = Vec::new();
+            debug_str(&mut out, s);
+            assert_eq!(String::from_utf8_lossy(&out), format!("{s:?}"));
+        }
+        for n in [0u64, 7, 10, 65_535, u64::MAX] {
+            let mut out = Vec::new();
+            number(&mut out, n);
+            assert_eq!(String::from_utf8_lossy(&out), n.to_string());
+        }
+        for a in [
+            "127.0.0.1:3001",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "[::1]:8080",
+            "[fe80::1%2]:1",
+        ] {
+            let Ok(addr) = a.parse::<SocketAddr>() else {
+                continue;
+            };
+            let mut out = Vec::new();
+            address(&mut out, &addr);
+            assert_eq!(String::from_utf8_lossy(&out), addr.to_string());
+        }
+        let mut out = Vec::new();
+        timestamp(&mut out);
+        let stamp = String::from_utf8_lossy(&out);
+        assert_eq!(stamp.len(), 27, "{stamp}");
+        assert!(stamp[20..26].bytes().all(|b| b.is_ascii_digit()), "{stamp}");
     }
 
     #[test]
