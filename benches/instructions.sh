@@ -6,7 +6,7 @@
 # moves by several per cent between runs. Use it to judge a change to the
 # request path; benches/compare.py judges the whole.
 #
-#   benches/instructions.sh [--fast-path on|off] [BINARY]
+#   benches/instructions.sh [--fast-path on|off] [--access-log on|off] [BINARY]
 #
 # The proxy runs under callgrind twice, serving 4,000 and then 24,000
 # requests; the difference of the two totals over 20,000 is the per-request
@@ -19,10 +19,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 fast=on
-if [[ ${1:-} == --fast-path ]]; then
-    fast=$2
+log=off
+while [[ ${1:-} == --* ]]; do
+    case $1 in
+        --fast-path) fast=$2 ;;
+        --access-log) log=$2 ;;
+        *) echo "instructions.sh: unknown option $1" >&2; exit 2 ;;
+    esac
     shift 2
-fi
+done
 bin=${1:-target/release/switchyard}
 [[ -x $bin ]] || { echo "instructions.sh: no binary at $bin (cargo build --release)" >&2; exit 2; }
 for tool in valgrind callgrind_annotate nginx curl python3; do
@@ -65,7 +70,7 @@ run() {
     listen=$(port); admin=$(port)
     valgrind --tool=callgrind --callgrind-out-file="$tmp/callgrind.out" \
         "$bin" serve --config "$tmp/config/routes.yaml" --listen "127.0.0.1:$listen" \
-        --admin-listen "127.0.0.1:$admin" --threads 2 --access-log off \
+        --admin-listen "127.0.0.1:$admin" --threads 2 --access-log "$log" \
         --fast-path "$fast" 2>"$tmp/valgrind.log" &
     proxy=$!
     for _ in $(seq 600); do
@@ -81,9 +86,9 @@ run() {
 
 small=$(run 4000)
 large=$(run 24000)
-python3 - "$fast" "$small" "$large" <<'PY'
+python3 - "$fast" "$log" "$small" "$large" <<'PY'
 import sys
-fast, small, large = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-print(f"--fast-path {fast}: {(large - small) / 20000:.0f} instructions per request "
+fast, log, small, large = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+print(f"--fast-path {fast} --access-log {log}: {(large - small) / 20000:.0f} instructions per request "
       f"(callgrind totals {small:,} for 4,000 requests, {large:,} for 24,000)")
 PY
