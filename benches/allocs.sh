@@ -5,7 +5,7 @@
 # none in steady state. (Frees can outnumber allocations: a free releases
 # memory allocated before the count began.)
 #
-#   benches/allocs.sh [--fast-path on|off] [BINARY]
+#   benches/allocs.sh [--fast-path on|off] [--access-log on|off] [BINARY]
 #
 # Needs root (uprobes), perf (Debian: linux-perf), nginx (the upstream) and
 # wrk; everything runs on 127.0.0.1 ports the kernel picks, and is stopped
@@ -15,10 +15,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 fast=on
-if [[ ${1:-} == --fast-path ]]; then
-    fast=$2
+log=off
+while [[ ${1:-} == --* ]]; do
+    case $1 in
+        --fast-path) fast=$2 ;;
+        --access-log) log=$2 ;;
+        *) echo "allocs.sh: unknown option $1" >&2; exit 2 ;;
+    esac
     shift 2
-fi
+done
 bin=${1:-target/release/switchyard}
 [[ -x $bin ]] || { echo "allocs.sh: no binary at $bin (cargo build --release)" >&2; exit 2; }
 for tool in perf nginx wrk curl python3; do
@@ -59,7 +64,7 @@ printf 'routes:\n  - path: /app1\n    upstream: 127.0.0.1:%s\n' "$up" > "$tmp/co
 nginx -c "$tmp/nginx/nginx.conf" -p "$tmp/nginx" &
 pids+=($!)
 "$bin" serve --config "$tmp/config/routes.yaml" --listen "127.0.0.1:$listen" \
-    --admin-listen "127.0.0.1:$admin" --threads 2 --access-log off \
+    --admin-listen "127.0.0.1:$admin" --threads 2 --access-log "$log" \
     --fast-path "$fast" 2>"$tmp/switchyard.log" &
 proxy=$!
 pids+=("$proxy")
@@ -80,9 +85,10 @@ wait "$stat"
 requests=$(awk '/requests in/ {print $1}' "$tmp/wrk.txt")
 mallocs=$(awk '/probe_libc:(malloc|calloc|realloc|posix_memalign)/ {gsub(",", "", $1); n += $1} END {print n}' "$tmp/perf.txt")
 frees=$(awk '/probe_libc:free/ {gsub(",", "", $1); print $1}' "$tmp/perf.txt")
-python3 - "$fast" "$requests" "$mallocs" "$frees" <<'PY'
+python3 - "$fast $log" "$requests" "$mallocs" "$frees" <<'PY'
 import sys
-fast, req, m, f = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-print(f"--fast-path {fast}: {req} requests, {m} allocating calls, {f} free: "
+fast, req, m, f = sys.argv[1].split()[0], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+log = sys.argv[1].split()[1]
+print(f"--fast-path {fast} --access-log {log}: {req} requests, {m} allocating calls, {f} free: "
       f"{m / req:.3f} allocations and {f / req:.3f} frees per request")
 PY

@@ -107,6 +107,8 @@ pub(crate) struct Scratch {
     out: Vec<u8>,
     /// Bytes read from the upstream.
     up: BytesMut,
+    /// The access log's copy of the method and target ([`LogText`]).
+    log: String,
 }
 
 impl Scratch {
@@ -117,6 +119,9 @@ impl Scratch {
         }
         if self.up.capacity() > 2 * KEEP_CAPACITY {
             self.up = BytesMut::new();
+        }
+        if self.log.capacity() > KEEP_CAPACITY {
+            self.log = String::new();
         }
     }
 }
@@ -209,7 +214,26 @@ struct Plan {
     tunnel: bool,
     /// Method and target as received, for the access log (only when it
     /// is on).
-    log: Option<(String, String)>,
+    log: Option<LogText>,
+}
+
+/// A request's method and target, one after the other in a buffer that
+/// goes back to the request's [`Scratch`] when it ends, so that the access
+/// log allocates nothing per request either.
+struct LogText {
+    text: String,
+    /// Where the method ends and the target begins.
+    method: usize,
+}
+
+impl LogText {
+    fn method(&self) -> &str {
+        self.text.get(..self.method).unwrap_or_default()
+    }
+
+    fn target(&self) -> &str {
+        self.text.get(self.method..).unwrap_or_default()
+    }
 }
 
 /// A request head the fast path has planned, waiting to be served: the
@@ -303,7 +327,15 @@ impl FastPath {
         // The decision holds what it needs of this snapshot (the route's
         // entry); a reload after this point changes nothing for it.
         let snapshot = self.snapshot.load();
-        let plan = self.plan(&snapshot, head, req, tunnel, peer, &mut lease.out);
+        let scratch = &mut *lease;
+        let plan = self.plan(
+            &snapshot,
+            head,
+            req,
+            (tunnel, peer),
+            &mut scratch.out,
+            &mut scratch.log,
+        );
         Prepared {
             lease,
             plan,
@@ -389,6 +421,10 @@ impl FastPath {
                 }
             }
         };
+        if let Some(log) = plan.log {
+            // Its buffer serves the next request of this scratch.
+            scratch.log = log.text;
+        }
         next
     }
 
@@ -400,9 +436,9 @@ impl FastPath {
         snapshot: &Snapshot,
         head: &[u8],
         req: &httparse::Request<'_, '_>,
-        tunnel: bool,
-        peer: Option<&Peer>,
+        (tunnel, peer): (bool, Option<&Peer>),
         out: &mut Vec<u8>,
+        log_text: &mut String,
     ) -> Option<Plan> {
         let (method_text, target) = (req.method?, req.path?);
         let method = Method::from_bytes(method_text.as_bytes()).ok()?;
@@ -431,10 +467,16 @@ impl FastPath {
             query,
             authority: None,
         };
-        let log = self
-            .options
-            .access_log
-            .then(|| (method_text.to_owned(), target.to_owned()));
+        let log = self.options.access_log.then(|| {
+            let mut text = std::mem::take(log_text);
+            text.clear();
+            text.push_str(method_text);
+            text.push_str(target);
+            LogText {
+                text,
+                method: method_text.len(),
+            }
+        });
         let answer = |status, body: Cow<'static, str>| Action::Answer {
             status,
             body,
@@ -1063,9 +1105,10 @@ impl FastPath {
     ) {
         let elapsed = started.elapsed();
         metrics.request(code, elapsed);
-        let Some((method, path)) = &plan.log else {
+        let Some(log) = &plan.log else {
             return;
         };
+        let (method, path) = (log.method(), log.target());
         if let Some(batch) = &self.log {
             batch.line(&crate::access_log::Record {
                 method,
@@ -1079,7 +1122,7 @@ impl FastPath {
         } else {
             tracing::info!(
                 target: "switchyard::access",
-                method = method.as_str(),
+                method,
                 path = %path,
                 route = metrics.route(),
                 status = code,
