@@ -10,10 +10,12 @@
 //! when the timer fires early for the wait in progress, it is armed again
 //! at that wait's own limit. So a busy connection touches the wheel about
 //! once per limit's length, not twice per request, and every wait still
-//! ends at its own limit.
+//! ends at its own limit. [`within`] times a wait without one, setting a
+//! timer only if the wait does not end at once.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
@@ -63,6 +65,20 @@ impl<'s> Deadline<'s> {
             }
         }
     }
+}
+
+/// `fut`, held to `limit`, for a wait that has no [`Deadline`] at hand (a
+/// write). A timer is set only if `fut` has to wait: most writes finish
+/// on their first poll, and a timer set and cancelled for
+/// nothing (a clock read, a runtime lookup) was a measurable share of a
+/// request.
+pub(crate) async fn within<F: Future>(limit: Duration, fut: F) -> Result<F::Output, TimedOut> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    if let Poll::Ready(out) = first {
+        return Ok(out);
+    }
+    tokio::time::timeout(limit, fut).await.map_err(|_| TimedOut)
 }
 
 #[cfg(test)]
@@ -126,6 +142,15 @@ mod tests {
             .await;
         assert_eq!(out, Err(TimedOut));
         assert!(started.elapsed() >= Duration::from_millis(80 + 150 + 40 + 60));
+    }
+
+    #[tokio::test]
+    async fn within_times_only_a_wait_that_waits() {
+        assert_eq!(within(Duration::from_millis(1), async { 3 }).await, Ok(3));
+        let started = std::time::Instant::now();
+        let out = within(Duration::from_millis(40), std::future::pending::<()>()).await;
+        assert_eq!(out, Err(TimedOut));
+        assert!(started.elapsed() >= Duration::from_millis(40));
     }
 
     #[tokio::test]

@@ -49,7 +49,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::chunk_guard::BadChunk;
-use crate::deadline::Deadline;
+use crate::deadline::{within, Deadline, TimedOut};
 use crate::decide::{decide, Decision, RequestTarget};
 use crate::forwarded::{chain, forwarded, Peer};
 use crate::lifecycle::Lifecycle;
@@ -1605,22 +1605,6 @@ async fn write_timed<W: AsyncWrite + Unpin>(
         Ok(r) => r.map_err(Some),
         Err(TimedOut) => Err(None),
     }
-}
-
-/// `limit` ran out.
-struct TimedOut;
-
-/// `fut`, held to `limit`. A timer is set only if `fut` has to wait: most
-/// writes finish on their first poll, and a timer set and cancelled for
-/// nothing (a clock read, a runtime lookup) was a measurable share of a
-/// request.
-async fn within<F: std::future::Future>(limit: Duration, fut: F) -> Result<F::Output, TimedOut> {
-    let mut fut = std::pin::pin!(fut);
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
-    if let std::task::Poll::Ready(out) = first {
-        return Ok(out);
-    }
-    tokio::time::timeout(limit, fut).await.map_err(|_| TimedOut)
 }
 
 fn write_error(e: Option<std::io::Error>) -> ErrorType {
