@@ -25,45 +25,26 @@ while getopts c:r:d: opt; do
 done
 shift $((OPTIND - 1))
 (($# > 0)) || { echo "usage: benches/ab.sh [-c CONNS] [-r ROUNDS] [-d SECS] BINARY..." >&2; exit 2; }
-for tool in nginx wrk curl python3; do
-    command -v "$tool" >/dev/null || { echo "ab.sh: $tool is missing" >&2; exit 2; }
-done
-
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-up=$(port); ngport=$(port)
-mkdir -p "$tmp/config" "$tmp/up" "$tmp/ng"
-common="client_body_temp_path $tmp; proxy_temp_path $tmp; fastcgi_temp_path $tmp; uwsgi_temp_path $tmp; scgi_temp_path $tmp; access_log off; keepalive_requests 1000000;"
-cat > "$tmp/up/nginx.conf" <<CONF
-worker_processes 1; daemon off; pid $tmp/up/nginx.pid; error_log $tmp/up/error.log warn;
-events { worker_connections 8192; }
-http { $common
-    server { listen 127.0.0.1:$up backlog=4096; location / { default_type text/plain; return 200 "hello from upstream\n"; } } }
-CONF
+source benches/lib.sh
+bench_require ab.sh nginx wrk curl python3
+bench_start
+bench_upstream
+ngport=$(port)
+mkdir -p "$tmp/ng"
 cat > "$tmp/ng/nginx.conf" <<CONF
 worker_processes 2; daemon off; pid $tmp/ng/nginx.pid; error_log $tmp/ng/error.log warn;
 events { worker_connections 8192; }
-http { $common
+http { access_log off; keepalive_requests 1000000; $(bench_nginx_paths "$tmp/ng")
     upstream up { server 127.0.0.1:$up; keepalive 1024; }
     server { listen 127.0.0.1:$ngport backlog=4096;
         location /app1 { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Real-IP \$remote_addr;
             proxy_set_header X-Forwarded-Proto \$scheme; proxy_set_header Host \$host; } } }
 CONF
-printf 'routes:\n  - path: /app1\n    upstream: 127.0.0.1:%s\n' "$up" > "$tmp/config/routes.yaml"
-nginx -c "$tmp/up/nginx.conf" -p "$tmp/up" & pids+=($!)
 nginx -c "$tmp/ng/nginx.conf" -p "$tmp/ng" & pids+=($!)
 ng_master=$!
 for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$ngport/app1/x" && break; sleep 0.05; done
-up_workers=$(pgrep -P "${pids[0]}" | tr '\n' ' ')
+up_workers=$(pgrep -P "$upstream_pid" | tr '\n' ' ')
 ng_workers=$(pgrep -P "$ng_master" | tr '\n' ' ')
 
 ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }

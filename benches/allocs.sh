@@ -26,43 +26,15 @@ while [[ ${1:-} == --* ]]; do
 done
 bin=${1:-target/release/switchyard}
 [[ -x $bin ]] || { echo "allocs.sh: no binary at $bin (cargo build --release)" >&2; exit 2; }
-for tool in perf nginx wrk curl python3; do
-    command -v "$tool" >/dev/null || { echo "allocs.sh: $tool is missing" >&2; exit 2; }
-done
+source benches/lib.sh
+bench_require allocs.sh perf nginx wrk curl python3
 libc=$(ldd "$bin" | awk '/libc\.so/ {print $3}')
 [[ -n $libc ]] || { echo "allocs.sh: cannot find the libc $bin uses" >&2; exit 2; }
 
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    perf probe -q -d 'probe_libc:*' 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-up=$(port); listen=$(port); admin=$(port)
-mkdir -p "$tmp/config" "$tmp/nginx"
-cat > "$tmp/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $tmp/nginx/nginx.pid;
-error_log $tmp/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $tmp/nginx; proxy_temp_path $tmp/nginx;
-    fastcgi_temp_path $tmp/nginx; uwsgi_temp_path $tmp/nginx; scgi_temp_path $tmp/nginx;
-    keepalive_requests 1000000;
-    server { listen 127.0.0.1:$up; location / { return 200 "hello from upstream\n"; } }
-}
-CONF
-printf 'routes:\n  - path: /app1\n    upstream: 127.0.0.1:%s\n' "$up" > "$tmp/config/routes.yaml"
-
-nginx -c "$tmp/nginx/nginx.conf" -p "$tmp/nginx" &
-pids+=($!)
+bench_on_exit() { perf probe -q -d 'probe_libc:*' 2>/dev/null || true; }
+bench_start
+bench_upstream
+listen=$(port); admin=$(port)
 "$bin" serve --config "$tmp/config/routes.yaml" --listen "127.0.0.1:$listen" \
     --admin-listen "127.0.0.1:$admin" --threads 2 --access-log "$log" \
     --fast-path "$fast" 2>"$tmp/switchyard.log" &
