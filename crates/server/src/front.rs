@@ -116,8 +116,9 @@ impl Front {
 
 /// How waiting for a request head ended.
 enum HeadRead {
-    /// A whole head (and maybe more) is in the buffer.
-    Ready(Head),
+    /// A whole head (and maybe more) is in the buffer; its first bytes
+    /// arrived at this instant.
+    Ready(Head, Instant),
     /// The client closed, went idle too long, or the server is stopping.
     Closed,
     /// The head is refused; the client gets this answer.
@@ -177,7 +178,7 @@ impl ServerApp for Front {
                     prepared = Some(fast.prepare(bytes, req, head.tunnel, client.as_ref()));
                 }
             };
-            let head = match self
+            let (head, arrived) = match self
                 .read_head(
                     &mut stream,
                     &mut buf,
@@ -188,7 +189,7 @@ impl ServerApp for Front {
                 )
                 .await
             {
-                HeadRead::Ready(head) => head,
+                HeadRead::Ready(head, arrived) => (head, arrived),
                 HeadRead::Closed => return None,
                 HeadRead::Refused(refusal, started) => {
                     self.refuse(stream, &buf, &refusal, started).await;
@@ -202,6 +203,7 @@ impl ServerApp for Front {
                         &mut buf,
                         head.len,
                         prepared,
+                        arrived,
                         &mut deadline,
                         shutdown,
                     )
@@ -269,7 +271,11 @@ impl Front {
         deadline: &mut Deadline<'_>,
         visit: &mut head::Visit<'_>,
     ) -> HeadRead {
-        let started = if !first && buf.is_empty() {
+        // `started` begins the header timeout; `arrived` is when the head's
+        // first bytes came, where the request's own time starts (as
+        // nginx's `$request_time` counts it). The two differ only for a
+        // connection's first request, whose timeout runs from the accept.
+        let (started, mut arrived) = if !first && buf.is_empty() {
             // Between requests: idle up to the keep-alive timeout, and not
             // past the moment the listeners close.
             let idle = read_more(stream, buf, deadline, self.limits.keepalive_timeout);
@@ -279,17 +285,22 @@ impl Front {
                 _ = stop => return HeadRead::Closed,
             };
             match got {
-                Ok(n) if n > 0 => Instant::now(),
+                Ok(n) if n > 0 => {
+                    let now = Instant::now();
+                    (now, Some(now))
+                }
                 _ => return HeadRead::Closed,
             }
         } else {
-            Instant::now()
+            let now = Instant::now();
+            (now, (!buf.is_empty()).then_some(now))
         };
         let head_by = started + self.limits.header_timeout;
         loop {
             if !buf.is_empty() {
+                let arrived = *arrived.get_or_insert_with(Instant::now);
                 match head::scan_with(buf, self.limits.max_header_bytes, visit) {
-                    Verdict::Complete(head) => return HeadRead::Ready(head),
+                    Verdict::Complete(head) => return HeadRead::Ready(head, arrived),
                     Verdict::Refuse(r) => return HeadRead::Refused(r, started),
                     Verdict::Partial => {}
                 }

@@ -27,6 +27,7 @@
 //! - one snapshot per request, the connection cap, the timeouts, metrics,
 //!   the access log and drain work as on the Pingora path.
 
+mod crlf;
 mod pool;
 mod wire;
 
@@ -237,12 +238,11 @@ impl LogText {
 }
 
 /// A request head the fast path has planned, waiting to be served: the
-/// buffers it works in, its plan (`None` if the head turned out not to be
-/// one the fast path takes), and when it began.
+/// buffers it works in, and its plan (`None` if the head turned out not to
+/// be one the fast path takes).
 pub(crate) struct Prepared<'f> {
     lease: Lease<'f>,
     plan: Option<Plan>,
-    started: Instant,
 }
 
 /// How forwarding a request ended.
@@ -321,7 +321,6 @@ impl FastPath {
         tunnel: bool,
         peer: Option<&Peer>,
     ) -> Prepared<'_> {
-        let started = Instant::now();
         let mut lease = self.spares.lease();
         lease.out.clear();
         // The decision holds what it needs of this snapshot (the route's
@@ -336,30 +335,25 @@ impl FastPath {
             &mut scratch.out,
             &mut scratch.log,
         );
-        Prepared {
-            lease,
-            plan,
-            started,
-        }
+        Prepared { lease, plan }
     }
 
     /// Serves the request whose head is the first `head_len` bytes of
-    /// `buf`, as [`FastPath::prepare`] planned it. On return `buf` holds
-    /// what the client sent after this request.
+    /// `buf`, as [`FastPath::prepare`] planned it; its first bytes arrived
+    /// at `started`. On return `buf` holds what the client sent after this
+    /// request.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn serve(
         &self,
         client: &mut Stream,
         buf: &mut BytesMut,
         head_len: usize,
         prepared: Prepared<'_>,
+        started: Instant,
         deadline: &mut Deadline<'_>,
         shutdown: &ShutdownWatch,
     ) -> Next {
-        let Prepared {
-            mut lease,
-            plan,
-            started,
-        } = prepared;
+        let Prepared { mut lease, plan } = prepared;
         let scratch = &mut *lease;
         let _in_flight = self.lifecycle.track();
         let Some(plan) = plan else {
@@ -394,7 +388,7 @@ impl FastPath {
                 );
                 let sent = self.write_client(client, &scratch.out).await;
                 let code = if sent { status } else { 499 };
-                self.finish(metrics, code, started, &plan, None, 0);
+                self.finish(metrics, code, started.elapsed(), &plan, None, 0);
                 if sent && keep {
                     Next::KeepAlive
                 } else {
@@ -415,7 +409,14 @@ impl FastPath {
                         drop(lease);
                         *buf = BytesMut::new();
                         self.tunnel(client, &mut conn, entry).await;
-                        self.finish(&entry.payload.metrics, 101, started, &plan, Some(addr), 0);
+                        self.finish(
+                            &entry.payload.metrics,
+                            101,
+                            started.elapsed(),
+                            &plan,
+                            Some(addr),
+                            0,
+                        );
                         return Next::Close;
                     }
                 }
@@ -624,7 +625,7 @@ impl FastPath {
                 rt.metrics.upstream_error(UpstreamErrorKind::Connect);
                 continue;
             };
-            match self.connect(addr, route.connect_timeout).await {
+            match self.connect(addr, route.connect_timeout, started).await {
                 Ok((conn, reused)) => {
                     upstream = Some((conn, reused, addr));
                     break;
@@ -708,7 +709,7 @@ impl FastPath {
                     .await
                     .is_err()
             {
-                self.finish(&rt.metrics, 101, started, plan, Some(addr), 0);
+                self.finish(&rt.metrics, 101, started.elapsed(), plan, Some(addr), 0);
                 return Forwarded::Done(Next::Close);
             }
             buf.clear();
@@ -719,10 +720,12 @@ impl FastPath {
             .await;
         // The answer's status stands whatever becomes of its body; a body
         // cut short closes the client connection.
+        // One clock reading for the pool and the request's duration.
+        let ended = Instant::now();
         let (sent, next) = match relayed {
             Ok(sent) => {
                 if frame.reusable && scratch.up.is_empty() {
-                    self.pool.checkin(addr, conn);
+                    self.pool.checkin(addr, conn, ended);
                 }
                 (sent, if keep { Next::KeepAlive } else { Next::Close })
             }
@@ -738,7 +741,14 @@ impl FastPath {
                 (sent, Next::Close)
             }
         };
-        self.finish(&rt.metrics, status, started, plan, Some(addr), sent);
+        self.finish(
+            &rt.metrics,
+            status,
+            ended.saturating_duration_since(started),
+            plan,
+            Some(addr),
+            sent,
+        );
         Forwarded::Done(next)
     }
 
@@ -787,12 +797,14 @@ impl FastPath {
     }
 
     /// A pooled connection to `addr`, or a new one; whether it was pooled.
+    /// `now` is a recent clock reading, for the pool's idle limit.
     async fn connect(
         &self,
         addr: SocketAddr,
         timeout: Duration,
+        now: Instant,
     ) -> Result<(TcpStream, bool), ErrorType> {
-        if let Some(conn) = self.pool.checkout(addr) {
+        if let Some(conn) = self.pool.checkout(addr, now) {
             return Ok((conn, true));
         }
         self.connect_new(addr, timeout).await.map(|c| (c, false))
@@ -1039,7 +1051,7 @@ impl FastPath {
         let metrics = &entry.payload.metrics;
         let (code, body) = match failure {
             UpstreamFailure::ClientGone => {
-                self.finish(metrics, 499, started, plan, addr, 0);
+                self.finish(metrics, 499, started.elapsed(), plan, addr, 0);
                 return Next::Close;
             }
             UpstreamFailure::BadBody(bad) => {
@@ -1085,7 +1097,7 @@ impl FastPath {
         self.finish(
             metrics,
             if sent { code } else { 499 },
-            started,
+            started.elapsed(),
             plan,
             addr,
             0,
@@ -1098,12 +1110,11 @@ impl FastPath {
         &self,
         metrics: &RouteMetrics,
         code: u16,
-        started: Instant,
+        elapsed: Duration,
         plan: &Plan,
         upstream: Option<SocketAddr>,
         bytes: u64,
     ) {
-        let elapsed = started.elapsed();
         metrics.request(code, elapsed);
         let Some(log) = &plan.log else {
             return;
@@ -1175,7 +1186,9 @@ fn parse_response(
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(Unusable),
     };
-    framing::check_line_endings(&up[..len]).map_err(|_| Unusable)?;
+    if !crlf::lines_end_in_crlf(&up[..len], resp.headers.iter().map(|h| h.name)) {
+        framing::check_line_endings(&up[..len]).map_err(|_| Unusable)?;
+    }
     let status = resp.code.unwrap_or(0);
     let frame = framing::framing(
         status,

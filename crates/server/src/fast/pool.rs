@@ -50,36 +50,36 @@ impl Pool {
     }
 
     /// The most recently used idle connection to `addr` that is still
-    /// open and quiet, if any.
-    pub(crate) fn checkout(&self, addr: SocketAddr) -> Option<TcpStream> {
+    /// open and quiet, if any. `now` is a recent reading of the clock
+    /// (the request's start): the idle limit is a minute, and a clock read
+    /// per checkout and per check-in was a measurable share of a request.
+    pub(crate) fn checkout(&self, addr: SocketAddr, now: Instant) -> Option<TcpStream> {
         let mut inner = self.idle.lock().ok()?;
         let list = inner.by_address.get_mut(&addr)?;
         while let Some(idle) = list.pop() {
-            if idle.since.elapsed() < IDLE_TIMEOUT && is_quiet(&idle.conn) {
+            if now.saturating_duration_since(idle.since) < IDLE_TIMEOUT && is_quiet(&idle.conn) {
                 return Some(idle.conn);
             }
         }
         None
     }
 
-    /// Keeps `conn` for the next request to `addr`.
-    pub(crate) fn checkin(&self, addr: SocketAddr, conn: TcpStream) {
+    /// Keeps `conn` for the next request to `addr`; it became idle at
+    /// `now`.
+    pub(crate) fn checkin(&self, addr: SocketAddr, conn: TcpStream, now: Instant) {
         let Ok(mut inner) = self.idle.lock() else {
             return;
         };
         inner.checkins = inner.checkins.wrapping_add(1);
         if inner.checkins % SWEEP_EVERY == 0 {
             inner.by_address.retain(|_, list| {
-                list.retain(|i| i.since.elapsed() < IDLE_TIMEOUT);
+                list.retain(|i| now.saturating_duration_since(i.since) < IDLE_TIMEOUT);
                 !list.is_empty()
             });
         }
         let list = inner.by_address.entry(addr).or_default();
         if list.len() < self.max_per_address {
-            list.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
+            list.push(Idle { conn, since: now });
         }
     }
 }
@@ -118,9 +118,9 @@ mod tests {
         let quiet_port = quiet.local_addr().map(|a| a.port()).ok();
         let (closed, closed_server) = pair(&listener).await;
         let (chatty, mut chatty_server) = pair(&listener).await;
-        pool.checkin(addr, quiet);
-        pool.checkin(addr, closed);
-        pool.checkin(addr, chatty);
+        pool.checkin(addr, quiet, Instant::now());
+        pool.checkin(addr, closed, Instant::now());
+        pool.checkin(addr, chatty, Instant::now());
         drop(closed_server);
         chatty_server
             .write_all(b"x")
@@ -130,13 +130,13 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             tokio::task::yield_now().await;
-            let got = pool.checkout(addr);
+            let got = pool.checkout(addr, Instant::now());
             if let Some(conn) = got {
                 if conn.local_addr().map(|a| a.port()).ok() == quiet_port {
                     break;
                 }
                 // Not yet seen readable: put it back and look again.
-                pool.checkin(addr, conn);
+                pool.checkin(addr, conn, Instant::now());
             }
             assert!(
                 Instant::now() < deadline,
@@ -144,7 +144,32 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert!(pool.checkout(addr).is_none(), "the others were dropped");
+        assert!(
+            pool.checkout(addr, Instant::now()).is_none(),
+            "the others were dropped"
+        );
+    }
+
+    /// A connection idle past the limit, by the clock readings given, is
+    /// dropped rather than handed out.
+    #[tokio::test]
+    async fn a_connection_idle_past_the_limit_is_not_reused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let pool = Pool::new(8);
+        let (a, _sa) = pair(&listener).await;
+        let (b, _sb) = pair(&listener).await;
+        let idle_since = Instant::now();
+        pool.checkin(addr, a, idle_since);
+        assert!(pool
+            .checkout(addr, idle_since + IDLE_TIMEOUT + Duration::from_secs(1))
+            .is_none());
+        pool.checkin(addr, b, idle_since);
+        assert!(pool
+            .checkout(addr, idle_since + IDLE_TIMEOUT - Duration::from_secs(1))
+            .is_some());
     }
 
     #[tokio::test]
@@ -156,9 +181,9 @@ mod tests {
         let pool = Pool::new(1);
         let (a, _sa) = pair(&listener).await;
         let (b, _sb) = pair(&listener).await;
-        pool.checkin(addr, a);
-        pool.checkin(addr, b);
-        assert!(pool.checkout(addr).is_some());
-        assert!(pool.checkout(addr).is_none());
+        pool.checkin(addr, a, Instant::now());
+        pool.checkin(addr, b, Instant::now());
+        assert!(pool.checkout(addr, Instant::now()).is_some());
+        assert!(pool.checkout(addr, Instant::now()).is_none());
     }
 }
