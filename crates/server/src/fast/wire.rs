@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// Fields that describe one connection, not the message (RFC 9110
 /// §7.6.1), plus the framing fields the fast path writes itself. Pingora's
@@ -203,33 +203,43 @@ pub(crate) fn number(out: &mut Vec<u8>, n: u64) {
 }
 
 thread_local! {
-    /// The `Date` value of the current second, formatted once per second
-    /// per thread.
-    static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+    /// The `Date` field of the current second, `Date: <IMF-fixdate>\r\n`,
+    /// formatted once per second per thread.
+    static DATE: RefCell<(u64, [u8; DATE_LINE])> =
+        const { RefCell::new((u64::MAX, *b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n")) };
 }
+
+/// `Date: ` + an IMF-fixdate (29 bytes) + CRLF.
+const DATE_LINE: usize = 37;
+/// Where the date starts in the line.
+const DATE_AT: usize = 6;
 
 /// Appends `Date: <IMF-fixdate>\r\n` for now.
 pub(crate) fn date(out: &mut Vec<u8>) {
     date_named(out, b"Date");
 }
 
-/// Appends the `Date` field for now, its name spelled `name`.
+/// Appends the `Date` field for now, its name spelled `name`. The second
+/// comes from the coarse clock (`switchyard_sys::coarse_unix_seconds`): a
+/// `Date` a few milliseconds late at a second's turn, for a cheaper read
+/// on every response.
 pub(crate) fn date_named(out: &mut Vec<u8>, name: &[u8]) {
-    let now = SystemTime::now();
-    let secs = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = switchyard_sys::coarse_unix_seconds();
     DATE.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != secs {
-            let text = httpdate::fmt_http_date(now);
-            if text.len() == 29 {
-                cached.1.copy_from_slice(text.as_bytes());
-                cached.0 = secs;
+            let text = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs));
+            if let Some(slot) = cached.1.get_mut(DATE_AT..DATE_AT + 29) {
+                if text.len() == 29 {
+                    slot.copy_from_slice(text.as_bytes());
+                    cached.0 = secs;
+                }
             }
         }
-        field(out, name, &cached.1);
+        match cached.1.get(DATE_AT..DATE_AT + 29) {
+            Some(value) if name != b"Date" => field(out, name, value),
+            _ => out.extend_from_slice(&cached.1),
+        }
     });
 }
 
@@ -340,5 +350,25 @@ mod tests {
             "{text}"
         );
         assert_eq!(out.len(), "Date: ".len() + 29 + 2);
+        let value = &text["Date: ".len()..text.len() - 2];
+        let when = httpdate::parse_http_date(value).unwrap_or_else(|e| panic!("{value}: {e}"));
+        let behind = std::time::SystemTime::now()
+            .duration_since(when)
+            .unwrap_or_default();
+        assert!(behind < Duration::from_secs(2), "{value} is {behind:?} old");
+    }
+
+    /// The upstream's spelling of the name is kept; the value is the same.
+    #[test]
+    fn the_date_keeps_the_name_given() {
+        // Twice at most: a second may turn between the two calls once.
+        let agree = (0..2).any(|_| {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            date_named(&mut a, b"date");
+            date(&mut b);
+            assert!(a.starts_with(b"date: "), "{}", String::from_utf8_lossy(&a));
+            a[4..] == b[4..]
+        });
+        assert!(agree, "the two spellings carry different dates");
     }
 }
