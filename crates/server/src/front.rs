@@ -400,9 +400,7 @@ async fn read_more(
     deadline: &mut Deadline<'_>,
     limit: Option<Duration>,
 ) -> Result<usize, ReadStop> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
-    }
+    crate::fast::room(buf, READ_CHUNK);
     let read = stream.read_buf(buf);
     let result = match limit {
         Some(limit) => deadline
