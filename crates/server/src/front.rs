@@ -400,7 +400,9 @@ async fn read_more(
     deadline: &mut Deadline<'_>,
     limit: Option<Duration>,
 ) -> Result<usize, ReadStop> {
-    crate::fast::room(buf, READ_CHUNK);
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
     let read = stream.read_buf(buf);
     let result = match limit {
         Some(limit) => deadline
