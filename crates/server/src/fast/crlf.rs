@@ -12,6 +12,15 @@
 //! head it does not vouch for is scanned byte by byte
 //! ([`switchyard_h1::response::check_line_endings`]), which decides.
 
+/// How the fast path parses response heads: `httparse`'s defaults, which
+/// refuse obsolete line folding. The reasoning above depends on that (a
+/// folded line ends inside a field value, where [`lines_end_in_crlf`] does
+/// not look), so the parser and the tests of this module share this one
+/// configuration.
+pub(crate) fn response_parser() -> httparse::ParserConfig {
+    httparse::ParserConfig::default()
+}
+
 /// Whether a head that `httparse` parsed whole, to its blank line, ends
 /// every line in CRLF: it starts with its status line (no blank lines
 /// before it), ends in `\r\n\r\n`, and has `\r\n` just before each field
@@ -34,7 +43,7 @@ pub(crate) fn lines_end_in_crlf<'h>(head: &[u8], names: impl Iterator<Item = &'h
 mod tests {
     use std::mem::MaybeUninit;
 
-    use super::lines_end_in_crlf;
+    use super::{lines_end_in_crlf, response_parser};
     use switchyard_h1::response::check_line_endings;
 
     /// The head `httparse` accepts at the start of `bytes` (as the fast
@@ -42,11 +51,7 @@ mod tests {
     fn parsed(bytes: &[u8]) -> Option<(usize, Vec<String>)> {
         let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 16];
         let mut resp = httparse::Response::new(&mut []);
-        match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-            &mut resp,
-            bytes,
-            &mut fields,
-        ) {
+        match response_parser().parse_response_with_uninit_headers(&mut resp, bytes, &mut fields) {
             Ok(httparse::Status::Complete(len)) => Some((
                 len,
                 resp.headers.iter().map(|h| h.name.to_owned()).collect(),
@@ -60,11 +65,7 @@ mod tests {
     fn vouches(bytes: &[u8]) -> Option<bool> {
         let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 16];
         let mut resp = httparse::Response::new(&mut []);
-        match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-            &mut resp,
-            bytes,
-            &mut fields,
-        ) {
+        match response_parser().parse_response_with_uninit_headers(&mut resp, bytes, &mut fields) {
             Ok(httparse::Status::Complete(len)) => Some(lines_end_in_crlf(
                 &bytes[..len],
                 resp.headers.iter().map(|h| h.name),
@@ -110,6 +111,18 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(head)
             );
+        }
+    }
+
+    /// What the vouching relies on: the parser refuses a folded field
+    /// line, whose line end sits inside a value.
+    #[test]
+    fn folded_lines_are_refused_by_the_parser() {
+        for head in [
+            &b"HTTP/1.1 200 OK\r\nA: b\n c\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nA: b\r\n\tc\r\n\r\n",
+        ] {
+            assert_eq!(parsed(head), None, "{:?}", String::from_utf8_lossy(head));
         }
     }
 

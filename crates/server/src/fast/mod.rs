@@ -1173,11 +1173,8 @@ fn parse_response(
     let mut fields =
         [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
-    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut resp,
-        up,
-        &mut fields,
-    );
+    let parsed =
+        crlf::response_parser().parse_response_with_uninit_headers(&mut resp, up, &mut fields);
     let len = match parsed {
         // An upstream does not get to grow the buffer without bound.
         Ok(httparse::Status::Complete(len)) if len > MAX_RESPONSE_HEAD => return Err(Unusable),
