@@ -14,19 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-fast=on
-log=off
-while [[ ${1:-} == --* ]]; do
-    case $1 in
-        --fast-path) fast=$2 ;;
-        --access-log) log=$2 ;;
-        *) echo "allocs.sh: unknown option $1" >&2; exit 2 ;;
-    esac
-    shift 2
-done
-bin=${1:-target/release/switchyard}
-[[ -x $bin ]] || { echo "allocs.sh: no binary at $bin (cargo build --release)" >&2; exit 2; }
 source benches/lib.sh
+bench_args allocs.sh "$@"
 bench_require allocs.sh perf nginx wrk curl python3
 libc=$(ldd "$bin" | awk '/libc\.so/ {print $3}')
 [[ -n $libc ]] || { echo "allocs.sh: cannot find the libc $bin uses" >&2; exit 2; }

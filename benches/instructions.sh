@@ -18,19 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-fast=on
-log=off
-while [[ ${1:-} == --* ]]; do
-    case $1 in
-        --fast-path) fast=$2 ;;
-        --access-log) log=$2 ;;
-        *) echo "instructions.sh: unknown option $1" >&2; exit 2 ;;
-    esac
-    shift 2
-done
-bin=${1:-target/release/switchyard}
-[[ -x $bin ]] || { echo "instructions.sh: no binary at $bin (cargo build --release)" >&2; exit 2; }
 source benches/lib.sh
+bench_args instructions.sh "$@"
 bench_require instructions.sh valgrind callgrind_annotate nginx curl python3
 bench_start
 bench_upstream

@@ -1,6 +1,10 @@
 # Shared by the shell benches (allocs.sh, instructions.sh, ab.sh); sourced,
 # after `set -euo pipefail` and a cd to the repository root.
 #
+# bench_args NAME ARG...      the options of allocs.sh and instructions.sh:
+#                             --fast-path and --access-log (into $fast and
+#                             $log, on and off by default), then the binary
+#                             ($bin, target/release/switchyard by default).
 # bench_require NAME TOOL...  exits 2 naming the first missing tool.
 # bench_start                 a temp dir ($tmp), removed on exit with every
 #                             process whose pid is added to `pids` (and
@@ -10,6 +14,23 @@
 #                             benches/compare.py's: nginx, 1 worker, a fixed
 #                             20-byte text body, on $up; and
 #                             $tmp/config/routes.yaml routing /app1 to it.
+
+bench_args() {
+    local name=$1
+    shift
+    fast=on
+    log=off
+    while [[ ${1:-} == --* ]]; do
+        case $1 in
+            --fast-path) fast=$2 ;;
+            --access-log) log=$2 ;;
+            *) echo "$name: unknown option $1" >&2; exit 2 ;;
+        esac
+        shift 2
+    done
+    bin=${1:-target/release/switchyard}
+    [[ -x $bin ]] || { echo "$name: no binary at $bin (cargo build --release)" >&2; exit 2; }
+}
 
 bench_require() {
     local name=$1 tool

@@ -145,7 +145,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn within_times_only_a_wait_that_waits() {
+    async fn within_passes_a_ready_result_on_and_times_out_a_wait() {
         assert_eq!(within(Duration::from_millis(1), async { 3 }).await, Ok(3));
         let started = std::time::Instant::now();
         let out = within(Duration::from_millis(40), std::future::pending::<()>()).await;

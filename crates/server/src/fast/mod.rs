@@ -718,10 +718,10 @@ impl FastPath {
         let relayed = self
             .relay_body(client, &mut conn, frame, route.read_timeout, scratch)
             .await;
-        // The answer's status stands whatever becomes of its body; a body
-        // cut short closes the client connection.
         // One clock reading for the pool and the request's duration.
         let ended = Instant::now();
+        // The answer's status stands whatever becomes of its body; a body
+        // cut short closes the client connection.
         let (sent, next) = match relayed {
             Ok(sent) => {
                 if frame.reusable && scratch.up.is_empty() {
@@ -1237,12 +1237,9 @@ fn render_response(
         } else if name_is(name.as_bytes(), b"content-length") {
             let keep_length = matches!(frame.body, BodyLength::Length(_) | BodyLength::Empty);
             if keep_length && !wrote_length {
-                let value = length_value(h.value);
-                if value.len() == h.value.len() {
-                    fields.keep(out, name, value);
-                } else {
-                    fields.write(out, name.as_bytes(), value);
-                }
+                // A list (`5, 5`) cut to its first value no longer reads as
+                // the head's line, and `keep` writes it out anew.
+                fields.keep(out, name, length_value(h.value));
                 wrote_length = true;
             }
         } else if name_is(name.as_bytes(), b"transfer-encoding") {

@@ -98,6 +98,15 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
 
+    /// A listener standing in for an upstream, and its address.
+    async fn upstream() -> (tokio::net::TcpListener, SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        (listener, addr)
+    }
+
     async fn pair(listener: &tokio::net::TcpListener) -> (TcpStream, TcpStream) {
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let (c, s) = tokio::join!(TcpStream::connect(addr), listener.accept());
@@ -109,10 +118,7 @@ mod tests {
     /// handed out; a quiet one is, most recent first.
     #[tokio::test]
     async fn only_quiet_connections_come_back() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (listener, addr) = upstream().await;
         let pool = Pool::new(8);
         let (quiet, _quiet_server) = pair(&listener).await;
         let quiet_port = quiet.local_addr().map(|a| a.port()).ok();
@@ -154,10 +160,7 @@ mod tests {
     /// dropped rather than handed out.
     #[tokio::test]
     async fn a_connection_idle_past_the_limit_is_not_reused() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (listener, addr) = upstream().await;
         let pool = Pool::new(8);
         let (a, _sa) = pair(&listener).await;
         let (b, _sb) = pair(&listener).await;
@@ -174,10 +177,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_pool_keeps_at_most_its_size() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (listener, addr) = upstream().await;
         let pool = Pool::new(1);
         let (a, _sa) = pair(&listener).await;
         let (b, _sb) = pair(&listener).await;

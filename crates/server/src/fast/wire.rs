@@ -45,7 +45,7 @@ fn listed(name: &str) -> bool {
 /// a head with more falls back to reading the fields again per name.
 const GATHERED: usize = 8;
 
-/// The fields of one head that stay on their hop: [`HOP_BY_HOP`] and
+/// The fields of one head that stay on their hop: those [`listed`] and
 /// whatever its `Connection` fields name. The `Connection` values are
 /// split once per head rather than once per field.
 pub(crate) struct HopByHop<'v, I> {
