@@ -52,6 +52,7 @@ mod shutdown;
 pub mod source;
 mod state;
 mod status_page;
+mod stripes;
 mod upstream_health;
 mod watch;
 

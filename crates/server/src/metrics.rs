@@ -10,13 +10,17 @@
 //! route path, never the raw request path, so cardinality is bounded by
 //! the routes ever configured.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+
+mod requests;
+
+use requests::{RequestSeries, RouteCells};
 
 /// Label value for requests that matched no route.
 pub(crate) const UNMATCHED: &str = "unmatched";
@@ -27,11 +31,6 @@ pub(crate) const HEALTH: &str = "/health";
 /// buckets start at 50 µs.
 const RELOAD_BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-];
-/// Request timing, from a fast local upstream to a long poll.
-const REQUEST_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    60.0,
 ];
 
 /// Why an upstream attempt failed, as the `kind` label says it.
@@ -69,8 +68,7 @@ pub(crate) struct Metrics {
     info: IntGaugeVec,
     reload_duration: Histogram,
     routes: IntGauge,
-    requests: IntCounterVec,
-    request_duration: HistogramVec,
+    requests: Arc<RequestSeries>,
     upstream_errors: IntCounterVec,
     connections_open: IntGauge,
     connections_refused: IntCounter,
@@ -137,21 +135,7 @@ impl Metrics {
             .buckets(RELOAD_BUCKETS.to_vec()),
         )?;
         let routes = IntGauge::new("switchyard_routes", "Routes in the applied table.")?;
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "switchyard_http_requests_total",
-                "Requests on the main listener by configured route path (unmatched when none) and status code.",
-            ),
-            &["route", "code"],
-        )?;
-        let request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "switchyard_http_request_duration_seconds",
-                "Full request time on the main listener, by configured route path.",
-            )
-            .buckets(REQUEST_BUCKETS.to_vec()),
-            &["route"],
-        )?;
+        let requests = Arc::new(RequestSeries::new()?);
         let upstream_errors = IntCounterVec::new(
             Opts::new(
                 "switchyard_upstream_errors_total",
@@ -176,8 +160,7 @@ impl Metrics {
         registry.register(Box::new(info.clone()))?;
         registry.register(Box::new(reload_duration.clone()))?;
         registry.register(Box::new(routes.clone()))?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(requests::Registered(Arc::clone(&requests))))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
         let connections_cut = IntCounterVec::new(
@@ -206,7 +189,6 @@ impl Metrics {
             reload_duration,
             routes,
             requests,
-            request_duration,
             upstream_errors,
             connections_open,
             connections_refused,
@@ -260,7 +242,7 @@ impl Metrics {
     /// does no work for it.
     pub(crate) fn route_counters(&self) -> Vec<prometheus::proto::MetricFamily> {
         use prometheus::core::Collector;
-        let mut families = self.requests.collect();
+        let mut families = vec![self.requests.requests()];
         families.extend(self.upstream_errors.collect());
         families
     }
@@ -279,12 +261,10 @@ impl Metrics {
     pub(crate) fn route_handles(&self, route: &str) -> RouteMetrics {
         RouteMetrics {
             route: route.to_owned(),
-            requests: self.requests.clone(),
-            request_duration: self.request_duration.clone(),
-            duration: OnceLock::new(),
+            series: Arc::clone(&self.requests),
+            cells: OnceLock::new(),
             upstream_errors: self.upstream_errors.clone(),
             errors: Default::default(),
-            common: Default::default(),
         }
     }
 }
@@ -327,21 +307,16 @@ pub(crate) struct AppliedTable<'a> {
     pub loaded_at: SystemTime,
 }
 
-/// Status codes whose counters are cached per route; others are looked up.
-const COMMON_CODES: [u16; 10] = [200, 204, 206, 301, 302, 304, 400, 404, 502, 504];
-
 /// One route's metric handles (or the `unmatched` / `/health` ones).
 pub(crate) struct RouteMetrics {
     route: String,
-    requests: IntCounterVec,
-    request_duration: HistogramVec,
-    /// Created on first request, so a large table of idle routes adds no
-    /// histogram series (and no memory for them).
-    duration: OnceLock<Histogram>,
+    series: Arc<RequestSeries>,
+    /// Found or made on first request, so a large table of idle routes
+    /// adds no series (and no memory for them).
+    cells: OnceLock<Arc<RouteCells>>,
     upstream_errors: IntCounterVec,
     /// Created on first use, so routes without errors add no series.
     errors: [OnceLock<IntCounter>; 3],
-    common: [OnceLock<IntCounter>; COMMON_CODES.len()],
 }
 
 impl RouteMetrics {
@@ -353,22 +328,9 @@ impl RouteMetrics {
 
     /// Counts one finished request.
     pub(crate) fn request(&self, code: u16, elapsed: Duration) {
-        self.duration
-            .get_or_init(|| {
-                self.request_duration
-                    .with_label_values(&[self.route.as_str()])
-            })
-            .observe(elapsed.as_secs_f64());
-        match COMMON_CODES.iter().position(|&c| c == code) {
-            Some(i) => self.common[i].get_or_init(|| self.counter(code)).inc(),
-            None => self.counter(code).inc(),
-        }
-    }
-
-    fn counter(&self, code: u16) -> IntCounter {
-        let code = code.to_string();
-        self.requests
-            .with_label_values(&[self.route.as_str(), code.as_str()])
+        self.cells
+            .get_or_init(|| self.series.cells(&self.route))
+            .count(code, elapsed);
     }
 
     /// Counts one failed upstream attempt.

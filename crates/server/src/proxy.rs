@@ -119,7 +119,7 @@ impl ProxyHttp for Router {
             health: false,
             error_code: 0,
             client_uri: None,
-            _in_flight: self.lifecycle.track(),
+            _in_flight: Lifecycle::track(Arc::clone(&self.lifecycle)),
         }
     }
 

@@ -43,7 +43,12 @@ pub(crate) struct RouteRuntime {
 impl RouteRuntime {
     /// The index of the upstream a new request tries first.
     pub(crate) fn next_start(&self) -> usize {
-        self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len().max(1)
+        match self.targets.len() {
+            // Most routes have one upstream: no shared counter to bump
+            // (every request wrote its cache line, from both shards).
+            0 | 1 => 0,
+            n => self.next.fetch_add(1, Ordering::Relaxed) % n,
+        }
     }
 }
 

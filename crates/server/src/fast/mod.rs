@@ -355,7 +355,7 @@ impl FastPath {
     ) -> Next {
         let Prepared { mut lease, plan } = prepared;
         let scratch = &mut *lease;
-        let _in_flight = self.lifecycle.track();
+        let _in_flight = Lifecycle::track(&*self.lifecycle);
         let Some(plan) = plan else {
             // head.rs accepted what this refuses; a disagreement is
             // refused, never let through.
