@@ -247,6 +247,13 @@ impl<P> Table<P> {
     /// prefix wins, matching whole segments; at equal length a route for
     /// this host beats a route for any host.
     pub fn lookup(&self, host: Option<&str>, path: &str) -> Option<&Arc<Entry<P>>> {
+        self.position(host, path).and_then(|i| self.entries.get(i))
+    }
+
+    /// Like [`Table::lookup`], the route's index instead ([`Table::get`]
+    /// gives it back): something small to keep that names the route
+    /// without touching its reference count.
+    pub fn position(&self, host: Option<&str>, path: &str) -> Option<usize> {
         let host = match host {
             Some(h) if self.has_host_routes => Some(host_key(h)),
             _ => None,
@@ -278,7 +285,7 @@ impl<P> Table<P> {
                 None => break,
             }
         }
-        best.and_then(|i| self.entries.get(i))
+        best
     }
 }
 

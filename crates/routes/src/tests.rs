@@ -523,3 +523,28 @@ fn one_omitted_error_is_singular() {
     assert_eq!((e.errors.len(), e.omitted), (MAX_REPORTED_ERRORS, 0));
     assert!(!e.to_string().contains("more error"), "{e}");
 }
+
+/// `position` names the route `lookup` finds, by its index.
+#[test]
+fn position_is_the_index_of_the_route_lookup_finds() {
+    let t = crate::load(
+        "routes.yaml",
+        "routes:\n  - {path: /a, upstream: '127.0.0.1:1'}\n  - {path: /a/b, upstream: '127.0.0.1:2'}\n  - {path: /a, host: x.test, upstream: '127.0.0.1:3'}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for (host, path) in [
+        (None, "/a/b/c"),
+        (Some("X.test:80"), "/a/x"),
+        (None, "/a"),
+        (None, "/z"),
+    ] {
+        let by_index = t.position(host, path).and_then(|i| t.get(i));
+        assert_eq!(
+            by_index.map(|e| &e.route),
+            t.lookup(host, path).map(|e| &e.route),
+            "{host:?} {path}"
+        );
+    }
+    assert_eq!(t.position(Some("x.test"), "/a"), Some(2));
+    assert_eq!(t.position(None, "/z"), None);
+}

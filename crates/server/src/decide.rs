@@ -49,6 +49,8 @@ pub(crate) enum Decision<'t, P> {
 pub(crate) struct Forward<'t, P> {
     /// The route matched, with its payload.
     pub route: &'t Arc<Entry<P>>,
+    /// Its index in the table ([`Table::get`]).
+    pub index: usize,
     /// The target to send instead of the client's (path and query), when
     /// it differs: a stripped prefix, a normalized path, an absolute-form
     /// target sent on in origin form. `None` sends it as it came.
@@ -75,7 +77,8 @@ pub(crate) fn decide<'t, P>(
     if normalized == "/health" {
         return Decision::Health;
     }
-    let Some(route) = table.lookup(host.or(target.authority), &normalized) else {
+    let found = table.position(host.or(target.authority), &normalized);
+    let Some((index, route)) = found.and_then(|i| Some((i, table.get(i)?))) else {
         return Decision::NoRoute(normalized.into_owned());
     };
     if let Some(location) = route.bare_prefix_redirect(&normalized, target.query) {
@@ -85,6 +88,7 @@ pub(crate) fn decide<'t, P>(
     let rewritten = upstream_path != target.path || target.authority.is_some();
     Decision::Forward(Forward {
         route,
+        index,
         target: rewritten.then(|| match target.query {
             Some(q) => format!("{upstream_path}?{q}"),
             None => upstream_path.to_owned(),

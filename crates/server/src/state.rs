@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
+use crossbeam_utils::CachePadded;
 use pingora_core::upstreams::peer::HttpPeer;
 use sha2::{Digest, Sha256};
 use switchyard_routes::{Entry, Route, Table, Upstream, UpstreamHost};
@@ -36,8 +37,10 @@ pub(crate) struct RouteRuntime {
     pub targets: Vec<Target>,
     /// This route's metric handles, built once per table.
     pub metrics: RouteMetrics,
-    /// Round-robin position; starts over with each new table.
-    next: AtomicUsize,
+    /// Round-robin position; starts over with each new table. On a cache
+    /// line of its own: both shards write it, and the fields beside it
+    /// are read by every request.
+    next: CachePadded<AtomicUsize>,
 }
 
 impl RouteRuntime {
@@ -81,7 +84,7 @@ impl Snapshot {
             // Labelled by the route's identity (host and path), so two
             // routes of one path on different hosts stay apart.
             metrics: metrics.route_handles(&r.key()),
-            next: AtomicUsize::new(0),
+            next: CachePadded::new(AtomicUsize::new(0)),
         });
         Snapshot {
             table: Arc::new(table),
