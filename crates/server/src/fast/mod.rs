@@ -202,11 +202,13 @@ pub(crate) struct FastPath {
 
 /// One shard's hold on a snapshot, shared by the shard's requests that
 /// started on it. A request keeps its route alive by holding this, not the
-/// route's own `Arc`: that one sits beside the route's data in memory,
-/// and both shards bumping it on every request moved the line holding
-/// them from core to core twice a request (3 % of the proxy's CPU per
-/// request at 256 connections, benches/README.md). This one is only ever
-/// touched by its shard's thread, and has a cache line of its own.
+/// route's own `Arc`: that one's count sits beside the route's data, and
+/// both shards bumping it on every request moved the line from core to
+/// core (+1.3 % throughput on average without it, a weak result, see
+/// benches/README.md). This one is only ever touched by its shard's
+/// thread, and has a cache line of its own. A shard that serves nothing
+/// after a reload keeps its hold on the old snapshot until its next
+/// request: one snapshot per shard at most.
 #[repr(align(128))]
 struct Held {
     snapshot: Arc<Snapshot>,

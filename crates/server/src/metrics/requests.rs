@@ -28,7 +28,10 @@ const BOUNDS_US: [u64; 16] = [
 ];
 
 /// Status codes counted in the stripes; others (rare) in a locked map.
-const COMMON_CODES: [u16; 10] = [200, 204, 206, 301, 302, 304, 400, 404, 502, 504];
+/// Fourteen, so a stripe fills two cache lines exactly.
+const COMMON_CODES: [u16; 14] = [
+    200, 201, 204, 206, 301, 302, 304, 400, 404, 499, 500, 502, 503, 504,
+];
 
 const REQUESTS: &str = "switchyard_http_requests_total";
 const DURATION: &str = "switchyard_http_request_duration_seconds";
@@ -299,6 +302,12 @@ mod tests {
         );
         assert_eq!(b[15].upper_bound(), 60.0);
         assert_eq!(b[15].cumulative_count(), 2 * threads);
+    }
+
+    #[test]
+    fn a_stripe_fills_two_cache_lines() {
+        assert_eq!(std::mem::size_of::<Stripe>(), 256);
+        assert_eq!(std::mem::size_of::<CachePadded<Stripe>>(), 256);
     }
 
     /// A route without requests has no series; one with requests has
