@@ -602,3 +602,99 @@ async fn bare_prefix_redirect_is_308_and_the_rest_is_forwarded() {
         );
     }
 }
+
+/// An upstream that answers an upload before reading its body (a 413, as
+/// a dev server with a body limit sends) and closes: the client gets that
+/// answer, not a 502, on both paths, and the connection closes after it
+/// (the rest of the body was never read). The upstream closing with the
+/// body unread resets the proxy's connection to it, so the proxy's next
+/// body write fails after the answer has arrived.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_answering_before_the_whole_body_is_relayed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const ANSWER: &[u8] =
+        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large";
+    const BODY: usize = 64 * 1024 * 1024;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream = listener.local_addr().expect("upstream address");
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk).await {
+                        Ok(n) if n > 0 => head.extend_from_slice(&chunk[..n]),
+                        _ => return,
+                    }
+                }
+                let _ = conn.write_all(ANSWER).await;
+                // Dropped with the body unread: the kernel resets it.
+            });
+        }
+    });
+    let yaml = format!("routes:\n  - {{path: /up, upstream: '{upstream}'}}\n");
+    for (fast, chunked) in [("on", false), ("on", true), ("off", false), ("off", true)] {
+        let case = format!("--fast-path {fast}, chunked {chunked}");
+        let proxy = Proxy::start_with(&yaml, &["--fast-path", fast]).await;
+        let conn = tokio::net::TcpStream::connect(proxy.addr)
+            .await
+            .expect("connect");
+        let (mut rx, mut tx) = conn.into_split();
+        // The client sends its body as long as the proxy takes it, and
+        // reads meanwhile, as curl does.
+        let sender = tokio::spawn(async move {
+            let framing = if chunked {
+                "Transfer-Encoding: chunked".to_owned()
+            } else {
+                format!("Content-Length: {BODY}")
+            };
+            let head = format!("POST /up/file HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\n");
+            tx.write_all(head.as_bytes()).await.expect("head sent");
+            let mut piece = vec![b'a'; 64 * 1024];
+            if chunked {
+                piece.splice(0..0, b"10000\r\n".iter().copied());
+                piece.extend_from_slice(b"\r\n");
+            }
+            let mut sent = 0;
+            while sent < BODY {
+                if tx.write_all(&piece).await.is_err() {
+                    break;
+                }
+                sent += piece.len();
+            }
+            sent
+        });
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(support::patience(), async {
+            let mut chunk = [0u8; 4096];
+            loop {
+                match rx.read(&mut chunk).await {
+                    Ok(n) if n > 0 => got.extend_from_slice(&chunk[..n]),
+                    _ => break,
+                }
+            }
+        })
+        .await;
+        assert!(read.is_ok(), "{case}: the connection stayed open");
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
+            "{case}: {text:?}"
+        );
+        assert!(text.ends_with("\r\n\r\ntoo large"), "{case}: {text:?}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
+            "{case}: {text:?}"
+        );
+        let sent = sender.await.expect("sender");
+        assert!(
+            sent < BODY,
+            "{case}: the whole body was taken ({sent} bytes)"
+        );
+    }
+}

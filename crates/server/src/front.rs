@@ -449,8 +449,9 @@ async fn write_answer(stream: &mut Stream, answer: &[u8]) -> bool {
 
 /// Reads (and drops) what the client still sends, for a moment, so that
 /// closing with unread bytes does not reset the connection before the
-/// client has read the answer (nginx's lingering close).
-async fn linger(stream: &mut Stream) {
+/// client has read the answer (nginx's lingering close). Our side must
+/// already be shut down for writing.
+pub(crate) async fn linger(stream: &mut Stream) {
     let until = Instant::now() + LINGER;
     // On the heap: an array here would be part of every connection's
     // future, lingering or not.

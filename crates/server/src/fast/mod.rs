@@ -765,7 +765,13 @@ impl FastPath {
         };
         // The client's head is in `scratch.out` now, rendered as the
         // upstream's was parsed.
-        let (status, frame, head_len) = head;
+        let ResponseHead {
+            status,
+            frame,
+            len: head_len,
+            body_cut,
+        } = head;
+        let keep = keep && !body_cut;
         scratch.up.advance(head_len);
         if status == 101 {
             // Switched (only ever for a tunnel request, which has no body):
@@ -793,7 +799,9 @@ impl FastPath {
         // cut short closes the client connection.
         let (sent, next) = match relayed {
             Ok(sent) => {
-                if frame.reusable && scratch.up.is_empty() {
+                // After a body cut short the upstream expects the rest of
+                // it: the connection is not reused.
+                if frame.reusable && scratch.up.is_empty() && !body_cut {
                     self.pool.checkin(addr, conn, ended);
                 }
                 (sent, if keep { Next::KeepAlive } else { Next::Close })
@@ -818,6 +826,14 @@ impl FastPath {
             Some(addr),
             sent,
         );
+        if body_cut && next == Next::Close {
+            // The client may still be sending the body nobody reads:
+            // closing now would reset the connection, and could take the
+            // answer with it before the client has read it.
+            if client.shutdown().await.is_ok() {
+                crate::front::linger(client).await;
+            }
+        }
         Forwarded::Done(next)
     }
 
@@ -908,7 +924,9 @@ impl FastPath {
 
     /// Sends the request (head in `scratch.out`, the rest of the body from
     /// the client) and reads the response head into `scratch.up`: its
-    /// status, framing and length. 1xx responses are read past.
+    /// status, framing and length, and whether the request's body was cut
+    /// short by the upstream ([`ResponseHead::body_cut`]). 1xx responses
+    /// are read past.
     #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &self,
@@ -920,21 +938,36 @@ impl FastPath {
         (head_request, keep, tunnel): (bool, bool, bool),
         scratch: &mut Scratch,
         deadline: &mut Deadline<'_>,
-    ) -> Result<(u16, Framing, usize), UpstreamFailure> {
+    ) -> Result<ResponseHead, UpstreamFailure> {
         let route = &entry.route;
         let write_timeout = route.read_timeout;
         write_timed(conn, &scratch.out, write_timeout)
             .await
             .map_err(|e| UpstreamFailure::Error(write_error(e)))?;
-        match body {
-            ReqBody::None => {}
-            ReqBody::Length(n) => {
-                send_length_body(client, buf, conn, n, write_timeout).await?;
-            }
+        let sent = match body {
+            ReqBody::None => Ok(()),
+            ReqBody::Length(n) => send_length_body(client, buf, conn, n, write_timeout).await,
             ReqBody::Chunked => {
-                send_chunked_body(client, buf, conn, &mut scratch.out, write_timeout).await?;
+                send_chunked_body(client, buf, conn, &mut scratch.out, write_timeout).await
             }
-        }
+        };
+        // An upstream may answer before it has read the whole body (a 413
+        // for an upload too large, a 401) and close: the body's next write
+        // then fails, but the answer came before the close and is there
+        // to read. It is the client's answer, as on the Pingora path, not
+        // a 502. Nothing read means the write's failure stands.
+        let cut = match sent {
+            Ok(()) => None,
+            Err(UpstreamFailure::Error(
+                etype @ (ErrorType::ConnectionClosed | ErrorType::WriteError),
+            )) => Some(etype),
+            Err(failure) => return Err(failure),
+        };
+        // A body cut short leaves the client connection with unread bytes:
+        // it closes after the answer.
+        let keep = keep && cut.is_none();
+        let body_cut = cut.is_some();
+        let failed = |etype| UpstreamFailure::Error(cut.unwrap_or(etype));
         scratch.up.clear();
         loop {
             if scratch.up.capacity() - scratch.up.len() < READ_SIZE / 4 {
@@ -953,10 +986,10 @@ impl FastPath {
                 },
             };
             match got {
-                Err(_) => return Err(UpstreamFailure::Error(ErrorType::ReadTimedout)),
-                Ok(Err(_)) => return Err(UpstreamFailure::Error(ErrorType::ReadError)),
+                Err(_) => return Err(failed(ErrorType::ReadTimedout)),
+                Ok(Err(_)) => return Err(failed(ErrorType::ReadError)),
                 Ok(Ok(0)) if scratch.up.is_empty() => {
-                    return Err(UpstreamFailure::Error(ErrorType::ConnectionClosed))
+                    return Err(failed(ErrorType::ConnectionClosed))
                 }
                 Ok(Ok(0)) => return Err(UpstreamFailure::Error(ErrorType::InvalidHTTPHeader)),
                 Ok(Ok(_)) => {}
@@ -977,11 +1010,18 @@ impl FastPath {
                         }
                         scratch.up.advance(len);
                     }
-                    Ok(Some(head @ (101, _, _))) if tunnel => return Ok(head),
-                    Ok(Some((101, _, _))) | Err(_) => {
+                    Ok(Some((101, _, _))) if !tunnel => {
                         return Err(UpstreamFailure::Error(ErrorType::InvalidHTTPHeader))
                     }
-                    Ok(Some(head)) => return Ok(head),
+                    Err(_) => return Err(UpstreamFailure::Error(ErrorType::InvalidHTTPHeader)),
+                    Ok(Some((status, frame, len))) => {
+                        return Ok(ResponseHead {
+                            status,
+                            frame,
+                            len,
+                            body_cut,
+                        })
+                    }
                 }
             }
         }
@@ -1213,6 +1253,18 @@ impl FastPath {
             );
         }
     }
+}
+
+/// A response head read from the upstream, its client's version rendered
+/// in the scratch's `out`.
+struct ResponseHead {
+    status: u16,
+    frame: Framing,
+    /// Its length in `scratch.up`.
+    len: usize,
+    /// The upstream answered before it had the request's whole body, and
+    /// closed or stopped reading: the rest was never sent.
+    body_cut: bool,
 }
 
 /// Where relaying a response body stopped early.
