@@ -637,7 +637,10 @@ async fn an_upstream_answering_before_the_whole_body_is_relayed() {
         }
     });
     let yaml = format!("routes:\n  - {{path: /up, upstream: '{upstream}'}}\n");
-    for (fast, chunked) in [("on", false), ("on", true), ("off", false), ("off", true)] {
+    let cases = ["on", "off"]
+        .into_iter()
+        .flat_map(|fast| [false, true].map(move |chunked| (fast, chunked)));
+    for (fast, chunked) in cases {
         let case = format!("--fast-path {fast}, chunked {chunked}");
         let proxy = Proxy::start_with(&yaml, &["--fast-path", fast]).await;
         let conn = tokio::net::TcpStream::connect(proxy.addr)
@@ -669,9 +672,9 @@ async fn an_upstream_answering_before_the_whole_body_is_relayed() {
             sent
         });
         let mut got = Vec::new();
-        let read = tokio::time::timeout(support::patience(), async {
+        let answered = tokio::time::timeout(support::patience(), async {
             let mut chunk = [0u8; 4096];
-            loop {
+            while !got.ends_with(b"too large") {
                 match rx.read(&mut chunk).await {
                     Ok(n) if n > 0 => got.extend_from_slice(&chunk[..n]),
                     _ => break,
@@ -679,8 +682,8 @@ async fn an_upstream_answering_before_the_whole_body_is_relayed() {
             }
         })
         .await;
-        assert!(read.is_ok(), "{case}: the connection stayed open");
         let text = String::from_utf8_lossy(&got);
+        assert!(answered.is_ok(), "{case}: no answer in time: {text:?}");
         assert!(
             text.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
             "{case}: {text:?}"
@@ -691,10 +694,98 @@ async fn an_upstream_answering_before_the_whole_body_is_relayed() {
                 .contains("\r\nconnection: close\r\n"),
             "{case}: {text:?}"
         );
+        let mut byte = [0u8; 1];
+        let closed = tokio::time::timeout(support::patience(), rx.read(&mut byte)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0) | Err(_))),
+            "{case}: the connection stayed open: {closed:?}"
+        );
         let sent = sender.await.expect("sender");
         assert!(
             sent < BODY,
             "{case}: the whole body was taken ({sent} bytes)"
         );
+    }
+}
+
+/// An upstream that begins its answer at once and reads the body as it
+/// answers (one that streams progress back during an upload), more slowly
+/// than the client sends it: the body still goes through whole on both
+/// paths (an answer begun is no reason to stop sending the body).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_answering_while_it_reads_gets_the_whole_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const BODY: usize = 4 * 1024 * 1024;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream = listener.local_addr().expect("upstream address");
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut chunk = vec![0u8; 64 * 1024];
+                let head_end = loop {
+                    if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match conn.read(&mut chunk).await {
+                        Ok(n) if n > 0 => got.extend_from_slice(&chunk[..n]),
+                        _ => return,
+                    }
+                };
+                let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nstart\n\r\n";
+                if conn.write_all(head).await.is_err() {
+                    return;
+                }
+                let mut body = got.len() - head_end;
+                while body < BODY {
+                    // A slow reader: the proxy's writes wait on it.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    match conn.read(&mut chunk).await {
+                        Ok(n) if n > 0 => body += n,
+                        _ => return,
+                    }
+                }
+                let line = format!("got {body}\n");
+                let tail = format!("{:X}\r\n{line}\r\n0\r\n\r\n", line.len());
+                let _ = conn.write_all(tail.as_bytes()).await;
+            });
+        }
+    });
+    let yaml = format!("routes:\n  - {{path: /up, upstream: '{upstream}'}}\n");
+    for fast in ["on", "off"] {
+        let proxy = Proxy::start_with(&yaml, &["--fast-path", fast]).await;
+        let conn = tokio::net::TcpStream::connect(proxy.addr)
+            .await
+            .expect("connect");
+        let (mut rx, mut tx) = conn.into_split();
+        let sender = tokio::spawn(async move {
+            let head =
+                format!("POST /up/file HTTP/1.1\r\nHost: x\r\nContent-Length: {BODY}\r\n\r\n");
+            tx.write_all(head.as_bytes()).await.expect("head sent");
+            tx.write_all(&vec![b'a'; BODY]).await.expect("body sent");
+            tx
+        });
+        let mut got = Vec::new();
+        let done = tokio::time::timeout(support::patience(), async {
+            let mut chunk = [0u8; 4096];
+            while !got.ends_with(b"\r\n0\r\n\r\n") {
+                match rx.read(&mut chunk).await {
+                    Ok(n) if n > 0 => got.extend_from_slice(&chunk[..n]),
+                    _ => break,
+                }
+            }
+        })
+        .await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(done.is_ok(), "{fast}: no whole answer in time: {text:?}");
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{fast}: {text:?}");
+        assert!(
+            text.contains(&format!("got {BODY}\n")),
+            "{fast}: the upstream did not get the whole body: {text:?}"
+        );
+        let _tx = sender.await.expect("sender");
     }
 }
