@@ -1262,8 +1262,8 @@ struct ResponseHead {
     frame: Framing,
     /// Its length in `scratch.up`.
     len: usize,
-    /// The upstream answered before it had the request's whole body, and
-    /// closed or stopped reading: the rest was never sent.
+    /// The upstream answered before it had the request's whole body and
+    /// closed (a write of the body failed): the rest was never sent.
     body_cut: bool,
 }
 
