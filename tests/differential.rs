@@ -207,6 +207,8 @@ fn corpus() -> Vec<Case> {
         ),
         case("an HTTP/1.0 answer", GET, "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi"),
         case("an HTTP/1.0 close-delimited answer", GET, "HTTP/1.0 200 OK\r\n\r\nall of it"),
+        case("a head cut short by the upstream's close", GET, "HTTP/1.1 200 OK\r\nContent-Le"),
+        case("nothing but the close", GET, ""),
     ]
 }
 

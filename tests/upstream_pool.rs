@@ -17,6 +17,8 @@ use crate::support::{routes_yaml, Proxy, RawConn};
 struct Scripted {
     addr: std::net::SocketAddr,
     connections: Arc<AtomicUsize>,
+    /// Requests received, over all connections.
+    requests: Arc<AtomicUsize>,
     /// One message per connection the upstream closed of its own accord.
     closed: mpsc::UnboundedReceiver<()>,
     task: tokio::task::JoinHandle<()>,
@@ -29,6 +31,8 @@ enum After {
     CloseAfterFirst,
     /// Keep answering.
     KeepAlive,
+    /// Close the connection after its second answer.
+    CloseAfterSecond,
 }
 
 impl Scripted {
@@ -36,18 +40,22 @@ impl Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&connections);
+        let received = Arc::clone(&requests);
         let (tx, closed) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
                 let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
                 let tx = tx.clone();
-                tokio::spawn(serve(sock, n, after, answer, tx));
+                let received = Arc::clone(&received);
+                tokio::spawn(serve(sock, n, after, answer, tx, received));
             }
         });
         Scripted {
             addr,
             connections,
+            requests,
             closed,
             task,
         }
@@ -66,6 +74,7 @@ async fn serve(
     after: After,
     answer: fn(usize, usize) -> Vec<u8>,
     closed: mpsc::UnboundedSender<()>,
+    received: Arc<AtomicUsize>,
 ) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -84,10 +93,14 @@ async fn serve(
             .map_or(0, |i| i + 4);
         buf.drain(..end);
         request += 1;
+        received.fetch_add(1, Ordering::SeqCst);
         if sock.write_all(&answer(connection, request)).await.is_err() {
             return;
         }
-        if let After::CloseAfterFirst = after {
+        if matches!(
+            (after, request),
+            (After::CloseAfterFirst, _) | (After::CloseAfterSecond, 2)
+        ) {
             let _ = sock.shutdown().await;
             drop(sock);
             let _ = closed.send(());
@@ -113,6 +126,15 @@ fn smuggling(connection: usize, request: usize) -> Vec<u8> {
         out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!");
     }
     out
+}
+
+/// Each connection's second answer is only a 103 before the upstream
+/// closes: the request reached it.
+fn hints_then_close(connection: usize, request: usize) -> Vec<u8> {
+    if request == 2 {
+        return b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n".to_vec();
+    }
+    named(connection, request)
 }
 
 /// An upstream that closed a pooled connection while it sat idle: the
@@ -174,5 +196,42 @@ async fn bytes_after_an_answer_end_its_connection() {
         // And a clean connection is reused from then on.
         let third = client.get("a.test", "/app/3").await;
         assert_eq!(third.body, "conn=2 req=2", "--fast-path {fast}");
+    }
+}
+
+/// A pooled connection the upstream closes after part of an answer (here
+/// a 103) had the request: it is not sent again on a new connection (for
+/// a POST that would do it twice). The fast path answers 502 after the
+/// 103.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pooled_connection_closed_mid_answer_is_not_asked_again() {
+    for fast in ["on", "off"] {
+        let up = Scripted::start(After::CloseAfterSecond, hints_then_close).await;
+        let yaml = routes_yaml(&[("/app", &up.addr.to_string())]);
+        let proxy = Proxy::start_with(&yaml, &["--fast-path", fast]).await;
+        let mut client = RawConn::connect(proxy.addr).await;
+        let first = client.get("a.test", "/app/1").await;
+        assert_eq!(first.body, "conn=1 req=1", "--fast-path {fast}");
+        // On the pooled connection: a 103, then the close.
+        client
+            .send(b"GET /app/2 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .await;
+        let mut answer = client.read_response().await;
+        if answer.as_ref().is_some_and(|a| a.status == 103) {
+            answer = client.read_response().await;
+        }
+        let status = answer.map(|a| a.status);
+        if fast == "on" {
+            assert_eq!(status, Some(502), "--fast-path on");
+        } else {
+            // pingora-proxy, having passed the 103 on, closes the client
+            // connection without a final answer.
+            assert_eq!(status, None, "--fast-path off");
+        }
+        assert_eq!(
+            up.requests.load(Ordering::SeqCst),
+            2,
+            "--fast-path {fast}: the request was sent again"
+        );
     }
 }

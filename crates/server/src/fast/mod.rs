@@ -111,6 +111,9 @@ pub(crate) struct Scratch {
     up: BytesMut,
     /// The access log's copy of the method and target ([`LogText`]).
     log: String,
+    /// Whether the upstream has sent any byte for this request: one that
+    /// has had the request, and is not asked again after a close.
+    heard: bool,
 }
 
 impl Scratch {
@@ -739,9 +742,12 @@ impl FastPath {
             let failure = match outcome {
                 Ok(head) => break head,
                 // A pooled connection the upstream had closed: the request
-                // never reached it, so it goes once more on a new one.
+                // never reached it (not a byte came back), so it goes once
+                // more on a new one. One that closed after part of an
+                // answer (a 103, half a head) had the request, and is not
+                // asked again.
                 Err(UpstreamFailure::Error(ErrorType::ConnectionClosed))
-                    if reused && replayable =>
+                    if reused && replayable && !scratch.heard =>
                 {
                     match self.connect_new(addr, route.connect_timeout).await {
                         Ok(fresh) => {
@@ -941,6 +947,8 @@ impl FastPath {
     ) -> Result<ResponseHead, UpstreamFailure> {
         let route = &entry.route;
         let write_timeout = route.read_timeout;
+        scratch.up.clear();
+        scratch.heard = false;
         write_timed(conn, &scratch.out, write_timeout)
             .await
             .map_err(|e| UpstreamFailure::Error(write_error(e)))?;
@@ -968,7 +976,6 @@ impl FastPath {
         let keep = keep && cut.is_none();
         let body_cut = cut.is_some();
         let failed = |etype| UpstreamFailure::Error(cut.unwrap_or(etype));
-        scratch.up.clear();
         loop {
             if scratch.up.capacity() - scratch.up.len() < READ_SIZE / 4 {
                 scratch.up.reserve(READ_SIZE);
@@ -988,11 +995,11 @@ impl FastPath {
             match got {
                 Err(_) => return Err(failed(ErrorType::ReadTimedout)),
                 Ok(Err(_)) => return Err(failed(ErrorType::ReadError)),
-                Ok(Ok(0)) if scratch.up.is_empty() => {
-                    return Err(failed(ErrorType::ConnectionClosed))
-                }
-                Ok(Ok(0)) => return Err(UpstreamFailure::Error(ErrorType::InvalidHTTPHeader)),
-                Ok(Ok(_)) => {}
+                // Closed before its head was whole (or before a byte of
+                // it): named as on the Pingora path. `heard` tells
+                // `forward` whether the request reached the upstream.
+                Ok(Ok(0)) => return Err(failed(ErrorType::ConnectionClosed)),
+                Ok(Ok(_)) => scratch.heard = true,
             }
             // Interim responses come first; the final one may follow in
             // the same read.
