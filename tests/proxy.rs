@@ -623,13 +623,8 @@ async fn an_upstream_answering_before_the_whole_body_is_relayed() {
     tokio::spawn(async move {
         while let Ok((mut conn, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut chunk).await {
-                        Ok(n) if n > 0 => head.extend_from_slice(&chunk[..n]),
-                        _ => return,
-                    }
+                if read_request_head(&mut conn).await.is_none() {
+                    return;
                 }
                 let _ = conn.write_all(ANSWER).await;
                 // Dropped with the body unread: the kernel resets it.
@@ -672,18 +667,9 @@ async fn an_upstream_answering_before_the_whole_body_is_relayed() {
             sent
         });
         let mut got = Vec::new();
-        let answered = tokio::time::timeout(support::patience(), async {
-            let mut chunk = [0u8; 4096];
-            while !got.ends_with(b"too large") {
-                match rx.read(&mut chunk).await {
-                    Ok(n) if n > 0 => got.extend_from_slice(&chunk[..n]),
-                    _ => break,
-                }
-            }
-        })
-        .await;
+        let answered = read_until(&mut rx, &mut got, b"too large").await;
         let text = String::from_utf8_lossy(&got);
-        assert!(answered.is_ok(), "{case}: no answer in time: {text:?}");
+        assert!(answered, "{case}: no answer in time: {text:?}");
         assert!(
             text.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
             "{case}: {text:?}"
@@ -724,17 +710,10 @@ async fn an_upstream_answering_while_it_reads_gets_the_whole_body() {
     tokio::spawn(async move {
         while let Ok((mut conn, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut got = Vec::new();
-                let mut chunk = vec![0u8; 64 * 1024];
-                let head_end = loop {
-                    if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                    match conn.read(&mut chunk).await {
-                        Ok(n) if n > 0 => got.extend_from_slice(&chunk[..n]),
-                        _ => return,
-                    }
+                let Some((got, head_end)) = read_request_head(&mut conn).await else {
+                    return;
                 };
+                let mut chunk = vec![0u8; 64 * 1024];
                 let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nstart\n\r\n";
                 if conn.write_all(head).await.is_err() {
                     return;
@@ -769,23 +748,53 @@ async fn an_upstream_answering_while_it_reads_gets_the_whole_body() {
             tx
         });
         let mut got = Vec::new();
-        let done = tokio::time::timeout(support::patience(), async {
-            let mut chunk = [0u8; 4096];
-            while !got.ends_with(b"\r\n0\r\n\r\n") {
-                match rx.read(&mut chunk).await {
-                    Ok(n) if n > 0 => got.extend_from_slice(&chunk[..n]),
-                    _ => break,
-                }
-            }
-        })
-        .await;
+        let done = read_until(&mut rx, &mut got, b"\r\n0\r\n\r\n").await;
         let text = String::from_utf8_lossy(&got);
-        assert!(done.is_ok(), "{fast}: no whole answer in time: {text:?}");
+        assert!(done, "{fast}: no whole answer in time: {text:?}");
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{fast}: {text:?}");
         assert!(
             text.contains(&format!("got {BODY}\n")),
             "{fast}: the upstream did not get the whole body: {text:?}"
         );
         let _tx = sender.await.expect("sender");
+    }
+}
+
+/// Reads from `from` into `got` until `got` ends with `end`, the peer
+/// closes, or [`support::patience`] runs out; true if `end` came.
+async fn read_until<R: tokio::io::AsyncRead + Unpin>(
+    from: &mut R,
+    got: &mut Vec<u8>,
+    end: &[u8],
+) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 4096];
+    let read = tokio::time::timeout(support::patience(), async {
+        while !got.ends_with(end) {
+            match from.read(&mut chunk).await {
+                Ok(n) if n > 0 => got.extend_from_slice(&chunk[..n]),
+                _ => break,
+            }
+        }
+    })
+    .await;
+    read.is_ok() && got.ends_with(end)
+}
+
+/// Reads a request head from `conn`: the bytes read, which may run on
+/// into the body, and where the head ends in them; `None` if the peer
+/// closed first.
+async fn read_request_head(conn: &mut tokio::net::TcpStream) -> Option<(Vec<u8>, usize)> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some((got, i + 4));
+        }
+        match conn.read(&mut chunk).await {
+            Ok(n) if n > 0 => got.extend_from_slice(&chunk[..n]),
+            _ => return None,
+        }
     }
 }
